@@ -1,0 +1,57 @@
+# mesolite: DC/OS on one machine. `make help` lists the targets.
+
+GO        ?= go
+BIN       := bin/mesolite
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS   := -s -w -X main.version=$(VERSION)
+TESTAPP   := mesolite/testapp:latest
+PGIMAGE   := mesolite/postgres:15
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+
+.PHONY: help build run test test-image postgres-image demo lint fuzz bench bench-quick soak clean
+
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+build: ## build bin/mesolite
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/mesolite
+
+run: build test-image ## run the agent with the shipped agent.toml
+	./$(BIN) agent --config agent.toml
+
+test: build test-image postgres-image ## run every test, Docker and PostgreSQL ones included
+	$(GO) test -count=1 -timeout 15m ./...
+
+test-image: ## build mesolite/testapp:latest from testdata/testapp (no registry needed)
+	@mkdir -p bin/testapp-image
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o bin/testapp-image/testapp ./testdata/testapp
+	cp testdata/testapp/Dockerfile bin/testapp-image/Dockerfile
+	docker build -q -t $(TESTAPP) bin/testapp-image >/dev/null
+	@echo "built $(TESTAPP)"
+
+postgres-image: ## build mesolite/postgres:15 from Debian packages (skipped if present; FORCE=1 rebuilds)
+	testdata/postgres/build.sh
+
+demo: build postgres-image ## run the PostgreSQL tutorial step by step on a throwaway agent
+	testdata/demo.sh
+
+lint: ## gofmt, go vet and staticcheck
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) run $(STATICCHECK) ./...
+
+fuzz: ## fuzz the app decoder and validator for FUZZTIME each (default 1m)
+	$(GO) test ./agent/marathon -run '^$$' -fuzz FuzzParse -fuzztime $${FUZZTIME:-1m}
+	$(GO) test ./agent/marathon -run '^$$' -fuzz FuzzValidateID -fuzztime $${FUZZTIME:-1m}
+
+bench: build test-image ## measure mesolite against Docker; writes BENCHMARKS.md and bench.json
+	$(GO) run ./cmd/mesolite-bench
+
+bench-quick: ## the benchmarks in their quick mode (under 2 minutes)
+	BENCH_QUICK=1 $(MAKE) bench
+
+soak: build test-image ## the fault-injection test with many more kill points
+	MESOLITE_SOAK=1 $(GO) test -count=1 -timeout 60m -run TestFaultInjection -v ./cmd/mesolite
+
+clean: ## remove build output
+	rm -rf bin

@@ -1,0 +1,844 @@
+// Package api serves Marathon's v2 REST API (the subset mesolite has)
+// over an agent.Agent, with Marathon's status codes, headers and bodies.
+// It answers at the root and under /service/marathon, as DC/OS does.
+package api
+
+import (
+	"bytes"
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/mesolite/mesolite/agent"
+	"github.com/mesolite/mesolite/agent/marathon"
+	"github.com/mesolite/mesolite/sandbox"
+)
+
+// Limits on what a client may send.
+const (
+	MaxBodyBytes   = 1 << 20
+	MaxHeaderBytes = 64 << 10
+	maxFileChunk   = 1 << 20
+)
+
+// Config configures the API.
+type Config struct {
+	// Token, when set, is required in Authorization ("token=…", as DC/OS
+	// clients send it, or "Bearer …"); /ping stays open.
+	Token    string
+	Version  string
+	Leader   string // host:port this API listens on
+	Hostname string
+	Logger   zerolog.Logger
+	// KeepAlive is the interval of keep-alive comments on /v2/events.
+	KeepAlive time.Duration
+}
+
+// Server is the HTTP handler of the API.
+type Server struct {
+	a   *agent.Agent
+	cfg Config
+	log zerolog.Logger
+}
+
+// New returns the API handler for an agent.
+func New(a *agent.Agent, cfg Config) *Server {
+	if cfg.KeepAlive == 0 {
+		cfg.KeepAlive = 10 * time.Second
+	}
+	return &Server{a: a, cfg: cfg, log: cfg.Logger}
+}
+
+// ServeHTTP routes a request.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	sw := &statusWriter{ResponseWriter: w}
+	defer func() {
+		if p := recover(); p != nil {
+			s.log.Error().Interface("panic", p).Str("path", r.URL.Path).Msg("api handler panicked")
+			if sw.status == 0 {
+				writeJSON(sw, http.StatusInternalServerError, msg("internal error; see the agent log"))
+			}
+		}
+		if r.URL.Path != "/v2/events" {
+			s.log.Debug().Str("method", r.Method).Str("path", r.URL.Path).Int("status", sw.status).Dur("took", time.Since(start)).Msg("api request")
+		}
+	}()
+	p := r.URL.Path
+	if rest, ok := strings.CutPrefix(p, "/service/marathon"); ok && (rest == "" || rest[0] == '/') {
+		p = rest
+		if p == "" {
+			p = "/"
+		}
+	}
+	if p != "/ping" && !s.authorized(r) {
+		writeJSON(sw, http.StatusUnauthorized, msg("Authentication required: send Authorization: token=<token> (set MESOLITE_TOKEN for the CLI)"))
+		return
+	}
+	if r.Body != nil {
+		r.Body = http.MaxBytesReader(sw, r.Body, MaxBodyBytes)
+	}
+	s.route(sw, r, p)
+}
+
+func (s *Server) authorized(r *http.Request) bool {
+	if s.cfg.Token == "" {
+		return true
+	}
+	h := r.Header.Get("Authorization")
+	var got string
+	switch {
+	case strings.HasPrefix(h, "token="):
+		got = strings.TrimPrefix(h, "token=")
+	case strings.HasPrefix(h, "Bearer "):
+		got = strings.TrimPrefix(h, "Bearer ")
+	default:
+		return false
+	}
+	return subtle.ConstantTimeCompare([]byte(got), []byte(s.cfg.Token)) == 1
+}
+
+func (s *Server) route(w http.ResponseWriter, r *http.Request, p string) {
+	switch {
+	case p == "/ping":
+		s.ping(w, r)
+	case p == "/v2/info":
+		only(w, r, "GET", s.info)
+	case p == "/v2/leader":
+		only(w, r, "GET", func(w http.ResponseWriter, r *http.Request) {
+			writeJSON(w, http.StatusOK, map[string]string{"leader": s.cfg.Leader})
+		})
+	case p == "/v2/apps" || p == "/v2/apps/":
+		switch r.Method {
+		case "GET":
+			s.listApps(w, r)
+		case "POST":
+			s.createApp(w, r)
+		default:
+			methodNotAllowed(w)
+		}
+	case strings.HasPrefix(p, "/v2/apps/"):
+		s.appRoute(w, r, strings.TrimPrefix(p, "/v2/apps"))
+	case p == "/v2/tasks":
+		only(w, r, "GET", s.listTasks)
+	case p == "/v2/tasks/delete":
+		only(w, r, "POST", s.deleteTasks)
+	case p == "/v2/deployments":
+		only(w, r, "GET", s.listDeployments)
+	case strings.HasPrefix(p, "/v2/deployments/"):
+		only(w, r, "DELETE", func(w http.ResponseWriter, r *http.Request) {
+			s.cancelDeployment(w, r, strings.TrimPrefix(p, "/v2/deployments/"))
+		})
+	case p == "/v2/queue":
+		only(w, r, "GET", s.queue)
+	case strings.HasPrefix(p, "/v2/queue/") && strings.HasSuffix(p, "/delay"):
+		only(w, r, "DELETE", func(w http.ResponseWriter, r *http.Request) {
+			s.resetDelay(w, r, strings.TrimSuffix(strings.TrimPrefix(p, "/v2/queue"), "/delay"))
+		})
+	case p == "/v2/events":
+		only(w, r, "GET", s.events)
+	case p == "/files/read" || p == "/files/read.json":
+		only(w, r, "GET", s.readFile)
+	case p == "/mesolite/v1/volumes":
+		only(w, r, "GET", s.volumes)
+	case p == "/mesolite/v1/status":
+		only(w, r, "GET", s.status)
+	default:
+		writeJSON(w, http.StatusNotFound, msg("URI not found: "+p))
+	}
+}
+
+// appRoute serves /v2/apps/{id}[/restart|/tasks[/{taskId}]|/versions[/{v}]].
+// App ids cannot end in restart, tasks or versions, so the suffixes are
+// unambiguous.
+func (s *Server) appRoute(w http.ResponseWriter, r *http.Request, rest string) {
+	if strings.ContainsRune(rest, 0) {
+		writeJSON(w, http.StatusBadRequest, msg("path may not contain a NUL byte"))
+		return
+	}
+	switch {
+	case strings.HasSuffix(rest, "/restart"):
+		only(w, r, "POST", func(w http.ResponseWriter, r *http.Request) {
+			s.restartApp(w, r, strings.TrimSuffix(rest, "/restart"))
+		})
+	case strings.HasSuffix(rest, "/tasks"):
+		id := strings.TrimSuffix(rest, "/tasks")
+		switch r.Method {
+		case "GET":
+			s.appTasks(w, r, id)
+		case "DELETE":
+			s.killAppTasks(w, r, id, "")
+		default:
+			methodNotAllowed(w)
+		}
+	case strings.Contains(rest, "/tasks/"):
+		i := strings.LastIndex(rest, "/tasks/")
+		only(w, r, "DELETE", func(w http.ResponseWriter, r *http.Request) {
+			s.killAppTasks(w, r, rest[:i], rest[i+len("/tasks/"):])
+		})
+	case strings.HasSuffix(rest, "/versions"):
+		only(w, r, "GET", func(w http.ResponseWriter, r *http.Request) {
+			s.appVersions(w, r, strings.TrimSuffix(rest, "/versions"))
+		})
+	case strings.Contains(rest, "/versions/"):
+		i := strings.LastIndex(rest, "/versions/")
+		only(w, r, "GET", func(w http.ResponseWriter, r *http.Request) {
+			s.appVersion(w, r, rest[:i], rest[i+len("/versions/"):])
+		})
+	default:
+		switch r.Method {
+		case "GET":
+			s.showApp(w, r, rest)
+		case "PUT":
+			s.updateApp(w, r, rest, true)
+		case "PATCH":
+			s.updateApp(w, r, rest, false)
+		case "DELETE":
+			s.deleteApp(w, r, rest)
+		default:
+			methodNotAllowed(w)
+		}
+	}
+}
+
+func (s *Server) ping(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "must-revalidate,no-cache,no-store")
+	w.WriteHeader(http.StatusOK)
+	_, _ = io.WriteString(w, "pong\n")
+}
+
+func (s *Server) info(w http.ResponseWriter, _ *http.Request) {
+	cfg := s.a.Config()
+	writeJSON(w, http.StatusOK, map[string]any{
+		"name": "mesolite", "version": s.cfg.Version, "buildref": "mesolite", "elected": true,
+		"leader": s.cfg.Leader, "frameworkId": s.a.FrameworkID(),
+		"marathon_config": map[string]any{
+			"master": "mesolite", "framework_name": "marathon", "hostname": cfg.Hostname,
+			"local_port_min": 10000, "local_port_max": 20000, "executor": "//cmd",
+			"mesos_role": cfg.Role, "checkpoint": true, "ha": false, "features": []string{},
+			"task_launch_timeout": 300000, "mesos_user": "root", "webui_url": nil,
+		},
+		"http_config": map[string]any{"http_port": portOf(s.cfg.Leader)},
+		"mesolite": map[string]any{
+			"agentId": s.a.AgentID(), "workDir": s.a.Layout().WorkDir,
+			"resources": map[string]any{"cpus": cfg.Cpus, "mem": cfg.MemMiB, "disk": cfg.DiskMiB, "ports": fmt.Sprintf("%d-%d", cfg.PortMin, cfg.PortMax)},
+		},
+	})
+}
+
+func portOf(hostport string) int {
+	_, p, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return 0
+	}
+	n, _ := strconv.Atoi(p)
+	return n
+}
+
+// embeds reads Marathon's embed parameters, with or without the apps./app.
+// prefix.
+func embeds(q url.Values) map[string]bool {
+	out := map[string]bool{}
+	for _, e := range q["embed"] {
+		for _, p := range []string{"group.apps.", "apps.", "app."} {
+			e = strings.TrimPrefix(e, p)
+		}
+		out[e] = true
+	}
+	return out
+}
+
+func (s *Server) listApps(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	emb := embeds(q)
+	idFilter := strings.ToLower(q.Get("id"))
+	cmdFilter := strings.ToLower(q.Get("cmd"))
+	labelSel, err := parseLabelSelector(q.Get("label"))
+	if err != nil {
+		writeJSON(w, http.StatusUnprocessableEntity, msg(err.Error()))
+		return
+	}
+	snap := s.a.Snapshot()
+	apps := make([]map[string]any, 0, len(snap.Apps))
+	for _, v := range snap.Apps {
+		if idFilter != "" && !strings.Contains(strings.ToLower(v.ID), idFilter) {
+			continue
+		}
+		if cmdFilter != "" && (v.Spec.Cmd == "" || !strings.Contains(strings.ToLower(v.Spec.Cmd), cmdFilter)) {
+			continue
+		}
+		if !labelSel(v.Spec.Labels) {
+			continue
+		}
+		tasks := emb["tasks"] || emb["failures"]
+		apps = append(apps, v.JSON(true, true, tasks, emb["lastTaskFailure"] || emb["failures"]))
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"apps": apps})
+}
+
+func (s *Server) showApp(w http.ResponseWriter, _ *http.Request, id string) {
+	canon := marathon.CanonicalID(id)
+	v := s.a.Snapshot().App(canon)
+	if v == nil {
+		writeJSON(w, http.StatusNotFound, msg(fmt.Sprintf("App '%s' does not exist", canon)))
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"app": v.JSON(true, true, true, true)})
+}
+
+func (s *Server) createApp(w http.ResponseWriter, r *http.Request) {
+	body, ok := readBody(w, r)
+	if !ok {
+		return
+	}
+	app, deployID, err := s.a.CreateApp(r.Context(), body)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	id, _ := app["id"].(string)
+	w.Header().Set("Location", "/v2/apps"+id)
+	w.Header().Set("Marathon-Deployment-Id", deployID)
+	s.apiPost(r, app)
+	writeJSON(w, http.StatusCreated, app)
+}
+
+func (s *Server) updateApp(w http.ResponseWriter, r *http.Request, id string, put bool) {
+	body, ok := readBody(w, r)
+	if !ok {
+		return
+	}
+	q := r.URL.Query()
+	force := boolParam(q, "force", false)
+	// A body of only "version" (and the id) rolls the app back to it.
+	var probe map[string]json.RawMessage
+	if json.Unmarshal(body, &probe) == nil {
+		if v, ok := probe["version"]; ok {
+			others := 0
+			for k := range probe {
+				if k != "version" && k != "id" {
+					others++
+				}
+			}
+			var version string
+			if others == 0 && json.Unmarshal(v, &version) == nil {
+				res, err := s.a.RollbackApp(r.Context(), id, version, force)
+				if err != nil {
+					writeError(w, err)
+					return
+				}
+				w.Header().Set("Marathon-Deployment-Id", res.DeploymentID)
+				writeJSON(w, http.StatusOK, res)
+				return
+			}
+		}
+	}
+	opts := agent.UpdateOptions{Partial: true, Force: force, AllowCreate: put}
+	if put && !boolParam(q, "partialUpdate", true) {
+		opts.Partial = false
+	}
+	res, created, err := s.a.UpdateApp(r.Context(), id, body, opts)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	w.Header().Set("Marathon-Deployment-Id", res.DeploymentID)
+	if v := s.a.Snapshot().App(marathon.CanonicalID(id)); v != nil {
+		s.apiPost(r, v.Doc)
+	}
+	status := http.StatusOK
+	if created {
+		w.Header().Set("Location", "/v2/apps"+marathon.CanonicalID(id))
+		status = http.StatusCreated
+	}
+	writeJSON(w, status, res)
+}
+
+func (s *Server) deleteApp(w http.ResponseWriter, r *http.Request, id string) {
+	res, err := s.a.DeleteApp(r.Context(), id, boolParam(r.URL.Query(), "force", true))
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	w.Header().Set("Marathon-Deployment-Id", res.DeploymentID)
+	writeJSON(w, http.StatusOK, res)
+}
+
+func (s *Server) restartApp(w http.ResponseWriter, r *http.Request, id string) {
+	res, err := s.a.RestartApp(r.Context(), id, boolParam(r.URL.Query(), "force", false))
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	w.Header().Set("Marathon-Deployment-Id", res.DeploymentID)
+	writeJSON(w, http.StatusOK, res)
+}
+
+func (s *Server) appTasks(w http.ResponseWriter, _ *http.Request, id string) {
+	canon := marathon.CanonicalID(id)
+	v := s.a.Snapshot().App(canon)
+	if v == nil {
+		writeJSON(w, http.StatusNotFound, msg(fmt.Sprintf("App '%s' does not exist", canon)))
+		return
+	}
+	tasks := v.Tasks
+	if tasks == nil {
+		tasks = []*agent.TaskView{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"tasks": tasks})
+}
+
+// killAppTasks serves DELETE /v2/apps/{id}/tasks[/{taskId}].
+func (s *Server) killAppTasks(w http.ResponseWriter, r *http.Request, id, taskID string) {
+	canon := marathon.CanonicalID(id)
+	v := s.a.Snapshot().App(canon)
+	if v == nil {
+		writeJSON(w, http.StatusNotFound, msg(fmt.Sprintf("App '%s' does not exist", canon)))
+		return
+	}
+	var ids []string
+	if taskID != "" {
+		if s.a.Snapshot().Task(taskID) == nil || s.a.Snapshot().Task(taskID).AppID != canon {
+			writeJSON(w, http.StatusNotFound, msg(fmt.Sprintf("Task '%s' does not exist", taskID)))
+			return
+		}
+		ids = []string{taskID}
+	} else {
+		host := r.URL.Query().Get("host")
+		for _, t := range v.Tasks {
+			if host == "" || host == "*" || host == t.Host {
+				ids = append(ids, t.ID)
+			}
+		}
+	}
+	q := r.URL.Query()
+	tasks, dr, err := s.a.KillTasks(r.Context(), ids, boolParam(q, "scale", false), boolParam(q, "wipe", false), boolParam(q, "force", false))
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if dr != nil {
+		w.Header().Set("Marathon-Deployment-Id", dr.DeploymentID)
+		writeJSON(w, http.StatusOK, dr)
+		return
+	}
+	if taskID != "" {
+		if len(tasks) == 0 {
+			writeJSON(w, http.StatusNotFound, msg(fmt.Sprintf("Task '%s' does not exist", taskID)))
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"task": tasks[0]})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"tasks": tasks})
+}
+
+func (s *Server) appVersions(w http.ResponseWriter, _ *http.Request, id string) {
+	vs, err := s.a.AppVersions(id)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"versions": vs})
+}
+
+func (s *Server) appVersion(w http.ResponseWriter, _ *http.Request, id, version string) {
+	doc, err := s.a.AppVersion(id, version)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, doc)
+}
+
+func (s *Server) listTasks(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	statuses := map[string]bool{}
+	for _, st := range append(q["status"], q["status[]"]...) {
+		switch strings.ToLower(st) {
+		case "running":
+			statuses[agent.TaskRunning] = true
+		case "staging":
+			statuses[agent.TaskStaging] = true
+		}
+	}
+	snap := s.a.Snapshot()
+	tasks := make([]*agent.TaskView, 0, len(snap.Tasks))
+	for _, t := range snap.Tasks {
+		if len(statuses) == 0 || statuses[t.State] {
+			tasks = append(tasks, t)
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"tasks": tasks})
+}
+
+func (s *Server) deleteTasks(w http.ResponseWriter, r *http.Request) {
+	body, ok := readBody(w, r)
+	if !ok {
+		return
+	}
+	var req struct {
+		IDs []string `json:"ids"`
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if err := dec.Decode(&req); err != nil {
+		writeJSON(w, http.StatusBadRequest, map[string]any{"message": "Invalid JSON", "details": err.Error()})
+		return
+	}
+	q := r.URL.Query()
+	tasks, dr, err := s.a.KillTasks(r.Context(), req.IDs, boolParam(q, "scale", false), boolParam(q, "wipe", false), boolParam(q, "force", false))
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if dr != nil {
+		w.Header().Set("Marathon-Deployment-Id", dr.DeploymentID)
+		writeJSON(w, http.StatusOK, dr)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"tasks": tasks})
+}
+
+func (s *Server) listDeployments(w http.ResponseWriter, _ *http.Request) {
+	ds := s.a.Snapshot().Deployments
+	if ds == nil {
+		ds = []*agent.DeploymentView{}
+	}
+	writeJSON(w, http.StatusOK, ds)
+}
+
+func (s *Server) cancelDeployment(w http.ResponseWriter, r *http.Request, id string) {
+	dr, err := s.a.CancelDeployment(r.Context(), id, boolParam(r.URL.Query(), "force", false))
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if dr == nil {
+		w.WriteHeader(http.StatusAccepted)
+		return
+	}
+	w.Header().Set("Marathon-Deployment-Id", dr.DeploymentID)
+	writeJSON(w, http.StatusOK, dr)
+}
+
+func (s *Server) queue(w http.ResponseWriter, _ *http.Request) {
+	snap := s.a.Snapshot()
+	items := make([]map[string]any, 0, len(snap.Queue))
+	for _, q := range snap.Queue {
+		item := map[string]any{
+			"count": q.Count,
+			"delay": map[string]any{"timeLeftSeconds": q.TimeLeftSeconds, "overdue": q.Overdue},
+			"since": q.Since.UTC().Format("2006-01-02T15:04:05.000Z"),
+			"app":   q.App.JSON(true, true, false, false),
+		}
+		summary := map[string]any{"processedOffersCount": 0, "unusedOffersCount": 0, "rejectSummaryLastOffers": []any{}, "rejectSummaryLaunchAttempt": []any{}}
+		if q.Waiting != "" {
+			// mesolite's: why the agent cannot place the instance.
+			item["waitingReason"] = q.Waiting
+		}
+		item["processedOffersSummary"] = summary
+		items = append(items, item)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"queue": items})
+}
+
+func (s *Server) resetDelay(w http.ResponseWriter, r *http.Request, id string) {
+	if err := s.a.ResetDelay(r.Context(), id); err != nil {
+		writeError(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// readFile serves a task's sandbox file, as Mesos's /files/read does:
+// ?task=<id>&path=stdout&offset=N&length=M answers {"data","offset"};
+// offset -1 answers the file's size.
+func (s *Server) readFile(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	taskID := q.Get("task")
+	name := q.Get("path")
+	if name == "" {
+		name = sandbox.StdoutFile
+	}
+	if name != sandbox.StdoutFile && name != sandbox.StderrFile {
+		writeJSON(w, http.StatusBadRequest, msg("path must be stdout or stderr"))
+		return
+	}
+	dir, err := s.a.SandboxOf(taskID)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	f, err := os.Open(filepath.Join(dir, name))
+	if err != nil {
+		writeJSON(w, http.StatusNotFound, msg(fmt.Sprintf("%s of task '%s' does not exist yet", name, taskID)))
+		return
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	offset, err := strconv.ParseInt(q.Get("offset"), 10, 64)
+	if q.Get("offset") == "" {
+		offset, err = 0, nil
+	}
+	if err != nil {
+		writeJSON(w, http.StatusBadRequest, msg("offset must be an integer"))
+		return
+	}
+	if offset < 0 {
+		writeJSON(w, http.StatusOK, map[string]any{"data": "", "offset": st.Size()})
+		return
+	}
+	length := int64(maxFileChunk)
+	if l := q.Get("length"); l != "" {
+		if length, err = strconv.ParseInt(l, 10, 64); err != nil || length < 0 {
+			writeJSON(w, http.StatusBadRequest, msg("length must be a non-negative integer"))
+			return
+		}
+		length = min(length, maxFileChunk)
+	}
+	if offset > st.Size() {
+		offset = st.Size()
+	}
+	buf := make([]byte, min(length, st.Size()-offset))
+	n, err := f.ReadAt(buf, offset)
+	if err != nil && !errors.Is(err, io.EOF) {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"data": string(buf[:n]), "offset": offset})
+}
+
+func (s *Server) status(w http.ResponseWriter, _ *http.Request) {
+	snap := s.a.Snapshot()
+	writeJSON(w, http.StatusOK, map[string]any{
+		"agentId": s.a.AgentID(), "dockerUp": snap.DockerUp, "recovery": snap.Recovery,
+		"unreadableRecords": snap.Unreadable, "apps": len(snap.Apps), "tasks": len(snap.Tasks),
+	})
+}
+
+func (s *Server) volumes(w http.ResponseWriter, r *http.Request) {
+	vols, err := s.a.Volumes(r.URL.Query().Get("usage") != "false")
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"volumes": vols})
+}
+
+// apiPost publishes Marathon's api_post_event.
+func (s *Server) apiPost(r *http.Request, app map[string]any) {
+	host, _, _ := net.SplitHostPort(r.RemoteAddr)
+	s.a.Bus().Publish("api_post_event", map[string]any{"clientIp": host, "uri": r.URL.Path, "appDefinition": app})
+}
+
+// readBody reads a request body, answering 400 itself when it is empty or
+// too large.
+func readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			writeJSON(w, http.StatusRequestEntityTooLarge, msg(fmt.Sprintf("Request body is larger than %d bytes", MaxBodyBytes)))
+			return nil, false
+		}
+		writeJSON(w, http.StatusBadRequest, msg("read body: "+err.Error()))
+		return nil, false
+	}
+	if len(bytes.TrimSpace(body)) == 0 {
+		writeJSON(w, http.StatusBadRequest, map[string]any{"message": "Please specify data in JSON format", "details": "No content to map due to end-of-input"})
+		return nil, false
+	}
+	return body, true
+}
+
+// writeError maps an error to Marathon's status and body.
+func writeError(w http.ResponseWriter, err error) {
+	var (
+		se  *marathon.SyntaxError
+		ve  *marathon.ValidationError
+		nf  *agent.NotFoundError
+		cf  *agent.ConflictError
+		br  *agent.BadRequestError
+		le  *agent.LockedError
+		mbe *http.MaxBytesError
+	)
+	switch {
+	case errors.As(err, &se):
+		writeJSON(w, http.StatusBadRequest, map[string]any{"message": "Invalid JSON", "details": se.Msg})
+	case errors.As(err, &ve):
+		writeJSON(w, http.StatusUnprocessableEntity, map[string]any{"message": "Object is not valid", "details": ve.Details})
+	case errors.As(err, &nf):
+		writeJSON(w, http.StatusNotFound, msg(nf.Msg))
+	case errors.As(err, &le):
+		ds := make([]map[string]string, 0, len(le.Deployments))
+		for _, id := range le.Deployments {
+			ds = append(ds, map[string]string{"id": id})
+		}
+		writeJSON(w, http.StatusConflict, map[string]any{"message": le.Error(), "deployments": ds})
+	case errors.As(err, &cf):
+		writeJSON(w, http.StatusConflict, msg(cf.Msg))
+	case errors.As(err, &br):
+		writeJSON(w, http.StatusBadRequest, msg(br.Msg))
+	case errors.As(err, &mbe):
+		writeJSON(w, http.StatusRequestEntityTooLarge, msg(fmt.Sprintf("Request body is larger than %d bytes", MaxBodyBytes)))
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		writeJSON(w, http.StatusServiceUnavailable, msg("request cancelled: "+err.Error()))
+	default:
+		writeJSON(w, http.StatusInternalServerError, msg(err.Error()))
+	}
+}
+
+func msg(m string) map[string]string { return map[string]string{"message": m} }
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		status = http.StatusInternalServerError
+		b = []byte(`{"message":"encode response"}`)
+	}
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(status)
+	_, _ = w.Write(b)
+}
+
+func only(w http.ResponseWriter, r *http.Request, method string, h http.HandlerFunc) {
+	if r.Method != method {
+		methodNotAllowed(w)
+		return
+	}
+	h(w, r)
+}
+
+func methodNotAllowed(w http.ResponseWriter) {
+	writeJSON(w, http.StatusMethodNotAllowed, msg("HTTP method not allowed"))
+}
+
+// boolParam reads a boolean query parameter case-insensitively (the
+// Python DC/OS CLI sends "True").
+func boolParam(q url.Values, name string, def bool) bool {
+	v := q.Get(name)
+	if v == "" {
+		return def
+	}
+	b, err := strconv.ParseBool(strings.ToLower(v))
+	if err != nil {
+		return def
+	}
+	return b
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *statusWriter) Flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// parseLabelSelector reads Marathon's label selector: comma-separated
+// terms of key, key==value, key!=value, key in (a, b), key notin (a, b).
+func parseLabelSelector(sel string) (func(map[string]string) bool, error) {
+	if strings.TrimSpace(sel) == "" {
+		return func(map[string]string) bool { return true }, nil
+	}
+	var terms []func(map[string]string) bool
+	for _, raw := range splitSelector(sel) {
+		t := strings.TrimSpace(raw)
+		switch {
+		case strings.Contains(t, "=="):
+			k, v, _ := strings.Cut(t, "==")
+			k, v = strings.TrimSpace(k), strings.TrimSpace(v)
+			terms = append(terms, func(l map[string]string) bool { x, ok := l[k]; return ok && x == v })
+		case strings.Contains(t, "!="):
+			k, v, _ := strings.Cut(t, "!=")
+			k, v = strings.TrimSpace(k), strings.TrimSpace(v)
+			terms = append(terms, func(l map[string]string) bool { x, ok := l[k]; return ok && x != v })
+		case strings.Contains(t, " notin ") || strings.Contains(t, " in "):
+			op := " in "
+			if strings.Contains(t, " notin ") {
+				op = " notin "
+			}
+			k, rest, _ := strings.Cut(t, op)
+			rest = strings.TrimSpace(rest)
+			if !strings.HasPrefix(rest, "(") || !strings.HasSuffix(rest, ")") {
+				return nil, fmt.Errorf("Can not parse label selector %s. Reason: expected (a, b) after%s", sel, op)
+			}
+			set := map[string]bool{}
+			for _, v := range strings.Split(rest[1:len(rest)-1], ",") {
+				set[strings.TrimSpace(v)] = true
+			}
+			k = strings.TrimSpace(k)
+			in := op == " in "
+			terms = append(terms, func(l map[string]string) bool { x, ok := l[k]; return ok && set[x] == in })
+		default:
+			k := t
+			terms = append(terms, func(l map[string]string) bool { _, ok := l[k]; return ok })
+		}
+	}
+	return func(l map[string]string) bool {
+		for _, t := range terms {
+			if !t(l) {
+				return false
+			}
+		}
+		return true
+	}, nil
+}
+
+// splitSelector splits on commas outside parentheses.
+func splitSelector(s string) []string {
+	var out []string
+	depth, start := 0, 0
+	for i, r := range s {
+		switch r {
+		case '(':
+			depth++
+		case ')':
+			depth--
+		case ',':
+			if depth == 0 {
+				out = append(out, s[start:i])
+				start = i + 1
+			}
+		}
+	}
+	return append(out, s[start:])
+}

@@ -1,0 +1,616 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/mesolite/mesolite/agent/marathon"
+)
+
+// Errors of the API commands, each with the message Marathon answers.
+type (
+	// NotFoundError answers 404.
+	NotFoundError struct{ Msg string }
+	// ConflictError answers 409.
+	ConflictError struct{ Msg string }
+	// BadRequestError answers 400.
+	BadRequestError struct{ Msg string }
+)
+
+func (e *NotFoundError) Error() string   { return e.Msg }
+func (e *ConflictError) Error() string   { return e.Msg }
+func (e *BadRequestError) Error() string { return e.Msg }
+
+func appNotFound(id string) error {
+	return &NotFoundError{Msg: fmt.Sprintf("App '%s' does not exist", id)}
+}
+
+// DeploymentResult is Marathon's answer to a change: the deployment it
+// started and the new version.
+type DeploymentResult struct {
+	DeploymentID string `json:"deploymentId"`
+	Version      string `json:"version"`
+}
+
+// Options returns the validation options of this agent.
+func (a *Agent) Options() marathon.Options { return a.opts }
+
+// CreateApp adds an app from its JSON definition and starts deploying it.
+func (a *Agent) CreateApp(ctx context.Context, body []byte) (map[string]any, string, error) {
+	spec, doc, err := marathon.Decode(body)
+	if err != nil {
+		return nil, "", err
+	}
+	marathon.Normalize(spec)
+	if err := marathon.Validate(spec, a.opts); err != nil {
+		return nil, "", err
+	}
+	v, err := a.call(ctx, func() (any, error) {
+		if ap := a.apps[spec.ID]; ap != nil {
+			return nil, &ConflictError{Msg: fmt.Sprintf("An app with id [%s] already exists.", spec.ID)}
+		}
+		ap, err := a.addApp(spec, doc)
+		if err != nil {
+			return nil, err
+		}
+		d := a.startDeployment(ap, [][]string{{ActionStart}, {ActionScale}}, nil)
+		a.touchApp(ap)
+		out := a.appView(ap, nil).JSON(true, true, false, false)
+		delete(out, "versionInfo")
+		return []any{out, d.ID}, nil
+	})
+	if err != nil {
+		return nil, "", err
+	}
+	r := v.([]any)
+	return r[0].(map[string]any), r[1].(string), nil
+}
+
+// addApp records a new app: service ports assigned, version and app
+// records written.
+func (a *Agent) addApp(spec *marathon.App, doc map[string]any) (*app, error) {
+	if err := a.assignServicePorts(spec); err != nil {
+		return nil, err
+	}
+	rendered, err := marathon.Render(spec, doc)
+	if err != nil {
+		return nil, err
+	}
+	def, err := json.Marshal(rendered)
+	if err != nil {
+		return nil, err
+	}
+	ver := a.nextVersion()
+	rec := appRecord{ID: spec.ID, Version: ver, LastScalingAt: ver, LastConfigChangeAt: ver, Definition: def}
+	if err := a.saveVersion(rec); err != nil {
+		return nil, err
+	}
+	ap := &app{rec: rec, spec: spec, doc: rendered}
+	if err := a.saveApp(ap); err != nil {
+		return nil, err
+	}
+	a.apps[spec.ID] = ap
+	a.log.Info().Str("app_id", spec.ID).Str("version", formatTime(ver)).Msg("app created")
+	return ap, nil
+}
+
+func (a *Agent) saveVersion(rec appRecord) error {
+	return a.store.Put(kindVersions, versionKey(rec.ID, rec.Version), rec)
+}
+
+func versionKeyPrefix(appID string) string { return safeKey(appID) + "@" }
+
+func versionKey(appID string, v time.Time) string {
+	return versionKeyPrefix(appID) + formatTime(v)
+}
+
+func safeKey(appID string) string { return marathon.SafeID(appID) }
+
+// UpdateOptions say how UpdateApp treats its body.
+type UpdateOptions struct {
+	// Partial: only the fields in the body change (Marathon's PUT default
+	// and PATCH); otherwise the body replaces the definition.
+	Partial bool
+	Force   bool
+	// AllowCreate: an unknown app is created (PUT).
+	AllowCreate bool
+}
+
+// UpdateApp changes an app. A change of instances alone scales it; any
+// other change restarts its tasks with the new configuration. It reports
+// whether the app was created.
+func (a *Agent) UpdateApp(ctx context.Context, id string, body []byte, opts UpdateOptions) (DeploymentResult, bool, error) {
+	canon, err := marathon.ValidateID(id)
+	if err != nil {
+		return DeploymentResult{}, false, err
+	}
+	upd, err := marathon.DecodeObject(body)
+	if err != nil {
+		return DeploymentResult{}, false, err
+	}
+	if bid, ok := upd["id"].(string); ok && marathon.CanonicalID(bid) != canon {
+		return DeploymentResult{}, false, &marathon.ValidationError{Details: []marathon.Detail{{
+			Path: "/id", Errors: []string{fmt.Sprintf("the id in the body (%s) differs from the id in the URL (%s)", marathon.CanonicalID(bid), canon)}}}}
+	}
+	upd["id"] = canon
+	v, err := a.call(ctx, func() (any, error) {
+		ap := a.apps[canon]
+		if ap == nil {
+			if !opts.AllowCreate {
+				return nil, appNotFound(canon)
+			}
+			spec, err := marathon.FromObject(upd)
+			if err != nil {
+				return nil, err
+			}
+			marathon.Normalize(spec)
+			if err := marathon.Validate(spec, a.opts); err != nil {
+				return nil, err
+			}
+			ap, err := a.addApp(spec, upd)
+			if err != nil {
+				return nil, err
+			}
+			d := a.startDeployment(ap, [][]string{{ActionStart}, {ActionScale}}, nil)
+			a.touchApp(ap)
+			return []any{DeploymentResult{DeploymentID: d.ID, Version: formatTime(ap.rec.Version)}, true}, nil
+		}
+		if ap.rec.Deleting {
+			return nil, &LockedError{Deployments: []string{ap.deployID}}
+		}
+		if err := a.checkLock(ap, opts.Force); err != nil {
+			return nil, err
+		}
+		doc := upd
+		if opts.Partial {
+			doc = make(map[string]any, len(ap.doc)+len(upd))
+			for k, v := range ap.doc {
+				doc[k] = v
+			}
+			for k, v := range upd {
+				doc[k] = v
+			}
+		}
+		res, err := a.changeApp(ap, doc, "")
+		if err != nil {
+			return nil, err
+		}
+		return []any{res, false}, nil
+	})
+	if err != nil {
+		return DeploymentResult{}, false, err
+	}
+	r := v.([]any)
+	return r[0].(DeploymentResult), r[1].(bool), nil
+}
+
+// changeApp gives an app a new definition and starts the deployment: a
+// scale when only instances changed, a restart otherwise. restartAll forces
+// a restart (POST /restart) with the given reason.
+func (a *Agent) changeApp(ap *app, doc map[string]any, restartAll string) (DeploymentResult, error) {
+	spec, err := marathon.FromObject(doc)
+	if err != nil {
+		return DeploymentResult{}, err
+	}
+	marathon.Normalize(spec)
+	if err := marathon.Validate(spec, a.opts); err != nil {
+		return DeploymentResult{}, err
+	}
+	if err := marathon.ValidateUpdate(ap.spec, spec); err != nil {
+		return DeploymentResult{}, err
+	}
+	if err := a.assignServicePorts(spec); err != nil {
+		return DeploymentResult{}, err
+	}
+	rendered, err := marathon.Render(spec, doc)
+	if err != nil {
+		return DeploymentResult{}, err
+	}
+	def, err := json.Marshal(rendered)
+	if err != nil {
+		return DeploymentResult{}, err
+	}
+	scale := restartAll == "" && scaleOnly(ap.spec, spec)
+	prev := ap.rec
+	ver := a.nextVersion()
+	rec := ap.rec
+	rec.Version, rec.LastScalingAt, rec.Definition = ver, ver, def
+	if !scale {
+		rec.LastConfigChangeAt = ver
+	}
+	if err := a.saveVersion(rec); err != nil {
+		return DeploymentResult{}, err
+	}
+	ap.rec, ap.spec, ap.doc = rec, spec, rendered
+	if err := a.saveApp(ap); err != nil {
+		ap.rec = prev
+		return DeploymentResult{}, err
+	}
+	steps := [][]string{{ActionScale}}
+	if !scale {
+		steps = [][]string{{ActionRestart}}
+		ap.delay.reset()
+	}
+	d := a.startDeployment(ap, steps, &prev)
+	a.log.Info().Str("app_id", ap.id()).Bool("scale_only", scale).Int("instances", spec.Instances).Msg("app updated")
+	a.touchApp(ap)
+	return DeploymentResult{DeploymentID: d.ID, Version: formatTime(ver)}, nil
+}
+
+// RollbackApp puts an app back to one of its versions (PUT with only
+// "version" in the body).
+func (a *Agent) RollbackApp(ctx context.Context, id, version string, force bool) (DeploymentResult, error) {
+	canon, err := marathon.ValidateID(id)
+	if err != nil {
+		return DeploymentResult{}, err
+	}
+	v, err := a.call(ctx, func() (any, error) {
+		ap := a.apps[canon]
+		if ap == nil {
+			return nil, appNotFound(canon)
+		}
+		if err := a.checkLock(ap, force); err != nil {
+			return nil, err
+		}
+		old, err := a.versionRecord(canon, version)
+		if err != nil {
+			return nil, err
+		}
+		doc, err := marathon.DecodeObject(old.Definition)
+		if err != nil {
+			return nil, err
+		}
+		return a.changeApp(ap, doc, "")
+	})
+	if err != nil {
+		return DeploymentResult{}, err
+	}
+	return v.(DeploymentResult), nil
+}
+
+// RestartApp replaces every task of an app with a new one of the same
+// configuration (in place for persistent volumes).
+func (a *Agent) RestartApp(ctx context.Context, id string, force bool) (DeploymentResult, error) {
+	canon, err := marathon.ValidateID(id)
+	if err != nil {
+		return DeploymentResult{}, err
+	}
+	v, err := a.call(ctx, func() (any, error) {
+		ap := a.apps[canon]
+		if ap == nil || ap.rec.Deleting {
+			return nil, appNotFound(canon)
+		}
+		if err := a.checkLock(ap, force); err != nil {
+			return nil, err
+		}
+		return a.changeApp(ap, ap.doc, "restart")
+	})
+	if err != nil {
+		return DeploymentResult{}, err
+	}
+	return v.(DeploymentResult), nil
+}
+
+// DeleteApp removes an app: its tasks are killed, its volumes deleted and
+// its reservations released. Removing an app that is being removed
+// answers with the same deployment.
+func (a *Agent) DeleteApp(ctx context.Context, id string, force bool) (DeploymentResult, error) {
+	canon, err := marathon.ValidateID(id)
+	if err != nil {
+		return DeploymentResult{}, err
+	}
+	v, err := a.call(ctx, func() (any, error) {
+		ap := a.apps[canon]
+		if ap == nil {
+			return nil, appNotFound(canon)
+		}
+		if ap.rec.Deleting && ap.deployID != "" {
+			d := a.deployments[ap.deployID]
+			return DeploymentResult{DeploymentID: d.ID, Version: formatTime(d.Version)}, nil
+		}
+		if err := a.checkLock(ap, force); err != nil {
+			return nil, err
+		}
+		ap.rec.Deleting = true
+		if err := a.saveApp(ap); err != nil {
+			ap.rec.Deleting = false
+			return nil, err
+		}
+		ver := a.nextVersion()
+		d := a.startDeployment(ap, [][]string{{ActionStop}}, nil)
+		d.Version = ver
+		a.log.Info().Str("app_id", canon).Msg("app removal started")
+		a.touchApp(ap)
+		return DeploymentResult{DeploymentID: d.ID, Version: formatTime(ver)}, nil
+	})
+	if err != nil {
+		return DeploymentResult{}, err
+	}
+	return v.(DeploymentResult), nil
+}
+
+var taskIDPattern = regexp.MustCompile(`^([a-z0-9][a-z0-9\-._]*)\.instance-([0-9a-f\-]{36})\._app\.([0-9]+)$`)
+
+// TaskAppID returns the safe app id a task id starts with, or "".
+func TaskAppID(taskID string) string {
+	m := taskIDPattern.FindStringSubmatch(taskID)
+	if m == nil {
+		return ""
+	}
+	return m[1]
+}
+
+// KillTasks kills tasks by id. Plain kills relaunch the tasks in place;
+// scale also lowers the apps' instances (stopped resident instances keep
+// their reservations); wipe also destroys the instances' volumes and
+// releases their reservations, so new instances replace them. Unknown ids
+// are ignored, as Marathon does. It returns the tasks, or, with scale, the
+// deployment.
+func (a *Agent) KillTasks(ctx context.Context, ids []string, scale, wipe, force bool) ([]*TaskView, *DeploymentResult, error) {
+	if scale && wipe {
+		return nil, nil, &BadRequestError{Msg: "You cannot use scale and wipe at the same time."}
+	}
+	for _, id := range ids {
+		if TaskAppID(id) == "" {
+			return nil, nil, &BadRequestError{Msg: fmt.Sprintf("Invalid task id '%s'.", id)}
+		}
+	}
+	type result struct {
+		tasks []*TaskView
+		dr    *DeploymentResult
+	}
+	v, err := a.call(ctx, func() (any, error) {
+		var found []*instance
+		seen := map[*instance]bool{}
+		for _, id := range ids {
+			inst := a.taskIndex[id]
+			if inst == nil || seen[inst] || taskIDOf(inst) != id || a.apps[inst.rec.AppID] == nil {
+				continue
+			}
+			seen[inst] = true
+			found = append(found, inst)
+		}
+		var res result
+		for _, inst := range found {
+			res.tasks = append(res.tasks, a.taskView(a.apps[inst.rec.AppID], inst))
+		}
+		switch {
+		case scale:
+			byApp := map[string][]*instance{}
+			for _, inst := range found {
+				byApp[inst.rec.AppID] = append(byApp[inst.rec.AppID], inst)
+			}
+			appIDs := make([]string, 0, len(byApp))
+			for id := range byApp {
+				appIDs = append(appIDs, id)
+			}
+			sort.Strings(appIDs)
+			for _, id := range appIDs {
+				if err := a.checkLock(a.apps[id], force); err != nil {
+					return nil, err
+				}
+			}
+			for _, id := range appIDs {
+				ap := a.apps[id]
+				victims := 0
+				for _, inst := range byApp[id] {
+					if inst.rec.Goal == GoalRunning {
+						victims++
+						if ap.spec.HasPersistentVolumes() {
+							a.setGoal(inst, GoalStopped)
+						} else {
+							a.setGoal(inst, GoalDecommissioned)
+						}
+					}
+				}
+				doc := make(map[string]any, len(ap.doc))
+				for k, v := range ap.doc {
+					doc[k] = v
+				}
+				doc["instances"] = max(0, ap.spec.Instances-victims)
+				dr, err := a.changeApp(ap, doc, "")
+				if err != nil {
+					return nil, err
+				}
+				res.dr = &dr
+			}
+			if res.dr == nil {
+				ver := a.nextVersion()
+				res.dr = &DeploymentResult{DeploymentID: newUUID(), Version: formatTime(ver)}
+			}
+		case wipe:
+			for _, inst := range found {
+				a.log.Info().Str("instance_id", inst.id()).Msg("wiping instance: its volumes will be destroyed")
+				a.setGoal(inst, GoalDecommissioned)
+			}
+		default:
+			for _, inst := range found {
+				if t := inst.task(); t != nil && t.active() && inst.rec.Goal == GoalRunning {
+					inst.killRequested = true
+					a.touchInstance(inst)
+				}
+			}
+		}
+		return res, nil
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	r := v.(result)
+	if r.tasks == nil {
+		r.tasks = []*TaskView{}
+	}
+	return r.tasks, r.dr, nil
+}
+
+// ResetDelay forgets an app's launch backoff (DELETE /v2/queue/{id}/delay).
+func (a *Agent) ResetDelay(ctx context.Context, id string) error {
+	canon := marathon.CanonicalID(id)
+	_, err := a.call(ctx, func() (any, error) {
+		ap := a.apps[canon]
+		if ap == nil || ap.delay.notBefore.IsZero() {
+			return nil, &NotFoundError{Msg: fmt.Sprintf("Application %s not found in tasks queue.", canon)}
+		}
+		ap.delay.reset()
+		for _, inst := range a.appInstances(canon) {
+			a.touchInstance(inst)
+		}
+		return nil, nil
+	})
+	return err
+}
+
+// CancelDeployment stops a deployment. Forced, it only stops it (the app
+// stays as it is); otherwise the app goes back to its previous definition
+// in a new deployment, whose result is returned.
+func (a *Agent) CancelDeployment(ctx context.Context, id string, force bool) (*DeploymentResult, error) {
+	v, err := a.call(ctx, func() (any, error) {
+		d := a.deployments[id]
+		if d == nil {
+			return nil, &NotFoundError{Msg: fmt.Sprintf("DeploymentPlan %s does not exist", id)}
+		}
+		ap := a.apps[d.AppID]
+		if ap == nil {
+			return nil, &NotFoundError{Msg: fmt.Sprintf("DeploymentPlan %s does not exist", id)}
+		}
+		if force {
+			a.cancelDeployment(ap, "cancelled on request")
+			return (*DeploymentResult)(nil), nil
+		}
+		switch {
+		case d.Previous != nil:
+			doc, err := marathon.DecodeObject(d.Previous.Definition)
+			if err != nil {
+				return nil, err
+			}
+			a.cancelDeployment(ap, "rolled back on request")
+			dr, err := a.changeApp(ap, doc, "")
+			if err != nil {
+				return nil, err
+			}
+			return &dr, nil
+		case ap.rec.Deleting:
+			// Undo a removal: keep the app; instances already gone are
+			// replaced by new ones.
+			a.cancelDeployment(ap, "rolled back on request")
+			ap.rec.Deleting = false
+			if err := a.saveApp(ap); err != nil {
+				return nil, err
+			}
+			for _, inst := range a.appInstances(ap.id()) {
+				if inst.rec.Goal == GoalDecommissioned && inst.rec.Reservation != nil && !inst.rec.VolumesDestroyed {
+					a.setGoal(inst, GoalRunning)
+				}
+			}
+			d2 := a.startDeployment(ap, [][]string{{ActionScale}}, nil)
+			a.touchApp(ap)
+			return &DeploymentResult{DeploymentID: d2.ID, Version: formatTime(ap.rec.Version)}, nil
+		default:
+			// Undo a creation: remove the app.
+			a.cancelDeployment(ap, "rolled back on request")
+			ap.rec.Deleting = true
+			if err := a.saveApp(ap); err != nil {
+				return nil, err
+			}
+			ver := a.nextVersion()
+			d2 := a.startDeployment(ap, [][]string{{ActionStop}}, nil)
+			a.touchApp(ap)
+			return &DeploymentResult{DeploymentID: d2.ID, Version: formatTime(ver)}, nil
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	return v.(*DeploymentResult), nil
+}
+
+// AppVersions lists an app's versions, newest first.
+func (a *Agent) AppVersions(id string) ([]string, error) {
+	canon := marathon.CanonicalID(id)
+	s := a.Snapshot()
+	if s.App(canon) == nil {
+		return nil, appNotFound(canon)
+	}
+	keys, err := a.store.Keys(kindVersions)
+	if err != nil {
+		return nil, err
+	}
+	prefix := versionKeyPrefix(canon)
+	out := []string{}
+	for _, k := range keys {
+		if v, ok := strings.CutPrefix(k, prefix); ok {
+			out = append(out, v)
+		}
+	}
+	sort.Sort(sort.Reverse(sort.StringSlice(out)))
+	return out, nil
+}
+
+// AppVersion returns one version of an app's definition.
+func (a *Agent) AppVersion(id, version string) (map[string]any, error) {
+	canon := marathon.CanonicalID(id)
+	if a.Snapshot().App(canon) == nil {
+		return nil, appNotFound(canon)
+	}
+	rec, err := a.versionRecord(canon, version)
+	if err != nil {
+		return nil, err
+	}
+	var doc map[string]any
+	if err := json.Unmarshal(rec.Definition, &doc); err != nil {
+		return nil, err
+	}
+	doc["version"] = formatTime(rec.Version)
+	doc["versionInfo"] = map[string]any{"lastScalingAt": formatTime(rec.LastScalingAt), "lastConfigChangeAt": formatTime(rec.LastConfigChangeAt)}
+	return doc, nil
+}
+
+func (a *Agent) versionRecord(appID, version string) (*appRecord, error) {
+	t, err := time.Parse(time.RFC3339Nano, version)
+	if err != nil {
+		return nil, &NotFoundError{Msg: fmt.Sprintf("App '%s' does not exist in version %s", appID, version)}
+	}
+	var rec appRecord
+	ok, err := a.store.Get(kindVersions, versionKey(appID, t), &rec)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, &NotFoundError{Msg: fmt.Sprintf("App '%s' does not exist in version %s", appID, version)}
+	}
+	return &rec, nil
+}
+
+// SandboxOf returns the sandbox directory of a task, current or past.
+func (a *Agent) SandboxOf(taskID string) (string, error) {
+	if TaskAppID(taskID) == "" {
+		return "", &NotFoundError{Msg: fmt.Sprintf("Task '%s' does not exist", taskID)}
+	}
+	if t := a.Snapshot().Task(taskID); t != nil && t.SandboxDir != "" {
+		return t.SandboxDir, nil
+	}
+	dir, err := a.layout.FindSandbox(taskID)
+	if err != nil {
+		return "", &NotFoundError{Msg: fmt.Sprintf("Task '%s' does not exist (or its sandbox was removed)", taskID)}
+	}
+	return dir, nil
+}
+
+// sameJSON compares two values by their JSON.
+func sameJSON(x, y any) bool {
+	bx, err1 := json.Marshal(x)
+	by, err2 := json.Marshal(y)
+	return err1 == nil && err2 == nil && string(bx) == string(by)
+}
+
+// errLocked reports whether err is a deployment lock.
+func errLocked(err error) bool {
+	var le *LockedError
+	return errors.As(err, &le)
+}

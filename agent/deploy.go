@@ -1,0 +1,161 @@
+package agent
+
+import (
+	"time"
+
+	"github.com/mesolite/mesolite/agent/marathon"
+)
+
+// Deployment actions, as Marathon names them.
+const (
+	ActionStart   = "StartApplication"
+	ActionScale   = "ScaleApplication"
+	ActionRestart = "RestartApplication"
+	ActionStop    = "StopApplication"
+)
+
+// deployment is a change to one app in progress. It ends when the app is
+// settled (see appSettled), when the app is gone, or when a forced change
+// replaces it.
+type deployment struct {
+	ID          string     `json:"id"`
+	Version     time.Time  `json:"version"`
+	AppID       string     `json:"appId"`
+	Steps       [][]string `json:"steps"`
+	CurrentStep int        `json:"currentStep"` // 1-based
+	Started     time.Time  `json:"started"`
+	// Previous is the app record before the change, for a rollback.
+	Previous *appRecord `json:"previous,omitempty"`
+}
+
+// LockedError: the app has a deployment in progress and the change was
+// not forced. Marathon answers 409 with the deployment ids.
+type LockedError struct {
+	Deployments []string
+}
+
+func (e *LockedError) Error() string {
+	return "App is locked by one or more deployments. Override with the option '?force=true'. View details at '/v2/deployments/<DEPLOYMENT_ID>'."
+}
+
+// startDeployment records a new deployment of ap. The caller has checked
+// the lock (or forced it).
+func (a *Agent) startDeployment(ap *app, steps [][]string, previous *appRecord) *deployment {
+	if ap.deployID != "" {
+		a.cancelDeployment(ap, "replaced by a forced change")
+	}
+	d := &deployment{
+		ID:          newUUID(),
+		Version:     ap.rec.Version,
+		AppID:       ap.id(),
+		Steps:       steps,
+		CurrentStep: len(steps),
+		Started:     time.Now().UTC(),
+		Previous:    previous,
+	}
+	if err := a.store.Put(kindDeployments, d.ID, d); err != nil {
+		a.log.Error().Err(err).Msg("persist deployment")
+	}
+	a.deployments[d.ID] = d
+	ap.deployID = d.ID
+	a.log.Info().Str("app_id", ap.id()).Str("deployment_id", d.ID).Strs("actions", d.currentActions()).Msg("deployment started")
+	a.bus.publish("deployment_info", map[string]any{"plan": d.planJSON(), "currentStep": d.stepJSON(d.CurrentStep - 1)})
+	a.changed = true
+	return d
+}
+
+// checkLock refuses a change to an app with a deployment in progress,
+// unless forced.
+func (a *Agent) checkLock(ap *app, force bool) error {
+	if ap.deployID != "" && !force {
+		return &LockedError{Deployments: []string{ap.deployID}}
+	}
+	return nil
+}
+
+// finishDeployment ends an app's deployment.
+func (a *Agent) finishDeployment(ap *app, success bool) {
+	d := a.deployments[ap.deployID]
+	ap.deployID = ""
+	a.changed = true
+	if d == nil {
+		return
+	}
+	delete(a.deployments, d.ID)
+	if err := a.store.Delete(kindDeployments, d.ID); err != nil {
+		a.log.Error().Err(err).Msg("delete deployment")
+	}
+	typ := "deployment_success"
+	if !success {
+		typ = "deployment_failed"
+	}
+	a.log.Info().Str("app_id", ap.id()).Str("deployment_id", d.ID).Bool("success", success).Dur("took", time.Since(d.Started)).Msg("deployment finished")
+	a.bus.publish("deployment_step_success", map[string]any{"plan": d.planJSON(), "currentStep": d.stepJSON(d.CurrentStep - 1)})
+	a.bus.publish(typ, map[string]any{"id": d.ID, "plan": d.planJSON()})
+}
+
+func (a *Agent) cancelDeployment(ap *app, why string) {
+	if d := a.deployments[ap.deployID]; d != nil {
+		a.log.Info().Str("deployment_id", d.ID).Str("reason", why).Msg("deployment cancelled")
+	}
+	a.finishDeployment(ap, false)
+}
+
+func (d *deployment) currentActions() []string {
+	if d.CurrentStep < 1 || d.CurrentStep > len(d.Steps) {
+		return nil
+	}
+	return d.Steps[d.CurrentStep-1]
+}
+
+func (d *deployment) stepJSON(i int) map[string]any {
+	actions := []map[string]any{}
+	if i >= 0 && i < len(d.Steps) {
+		for _, act := range d.Steps[i] {
+			actions = append(actions, map[string]any{"action": act, "app": d.AppID})
+		}
+	}
+	return map[string]any{"actions": actions}
+}
+
+func (d *deployment) planJSON() map[string]any {
+	steps := make([]map[string]any, len(d.Steps))
+	for i := range d.Steps {
+		steps[i] = d.stepJSON(i)
+	}
+	return map[string]any{"id": d.ID, "version": formatTime(d.Version), "steps": steps}
+}
+
+// DeploymentView is a deployment as GET /v2/deployments shows it.
+type DeploymentView struct {
+	ID             string           `json:"id"`
+	Version        string           `json:"version"`
+	AffectedApps   []string         `json:"affectedApps"`
+	AffectedPods   []string         `json:"affectedPods"`
+	Steps          []map[string]any `json:"steps"`
+	CurrentActions []map[string]any `json:"currentActions"`
+	CurrentStep    int              `json:"currentStep"`
+	TotalSteps     int              `json:"totalSteps"`
+}
+
+func (d *deployment) view() *DeploymentView {
+	v := &DeploymentView{
+		ID: d.ID, Version: formatTime(d.Version), AffectedApps: []string{d.AppID}, AffectedPods: []string{},
+		CurrentStep: d.CurrentStep, TotalSteps: len(d.Steps), CurrentActions: []map[string]any{},
+	}
+	for i := range d.Steps {
+		v.Steps = append(v.Steps, d.stepJSON(i))
+	}
+	for _, act := range d.currentActions() {
+		v.CurrentActions = append(v.CurrentActions, map[string]any{"action": act, "app": d.AppID, "readinessCheckResults": []any{}})
+	}
+	return v
+}
+
+// scaleOnly reports whether an update changes nothing but instances.
+func scaleOnly(old, updated *marathon.App) bool {
+	a := *old
+	b := *updated
+	a.Instances, b.Instances = 0, 0
+	return sameJSON(&a, &b)
+}

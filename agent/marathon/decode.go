@@ -1,0 +1,313 @@
+package marathon
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"reflect"
+	"strconv"
+	"strings"
+	"sync"
+)
+
+// SyntaxError is malformed JSON: Marathon answers 400 "Invalid JSON".
+type SyntaxError struct {
+	Msg string
+}
+
+func (e *SyntaxError) Error() string { return "invalid JSON: " + e.Msg }
+
+// Detail is one entry of a 422 body: a JSON path and what is wrong there.
+type Detail struct {
+	Path   string   `json:"path"`
+	Errors []string `json:"errors"`
+}
+
+// ValidationError is an app definition that parses but breaks a rule:
+// Marathon answers 422 "Object is not valid" with the details.
+type ValidationError struct {
+	Details []Detail
+}
+
+func (e *ValidationError) Error() string {
+	var b strings.Builder
+	b.WriteString("object is not valid")
+	for _, d := range e.Details {
+		fmt.Fprintf(&b, "; %s: %s", d.Path, strings.Join(d.Errors, ", "))
+	}
+	return b.String()
+}
+
+// readOnlyFields are rendered by the API but ignored on input, so a GET
+// body can be PUT back unchanged.
+var readOnlyFields = []string{
+	"version", "versionInfo", "tasksStaged", "tasksRunning", "tasksHealthy",
+	"tasksUnhealthy", "deployments", "tasks", "lastTaskFailure", "taskStats",
+	"readinessCheckResults", "counts",
+}
+
+// Decode parses an app definition. It returns the typed app (not yet
+// normalized) and the document as a generic JSON object, which keeps fields
+// mesolite does not know so they can be echoed back. Malformed JSON is a
+// *SyntaxError; a duplicate key or a value of the wrong type is a
+// *ValidationError naming its path.
+func Decode(body []byte) (*App, map[string]any, error) {
+	doc, err := DecodeObject(body)
+	if err != nil {
+		return nil, nil, err
+	}
+	app, err := FromObject(doc)
+	if err != nil {
+		return nil, nil, err
+	}
+	return app, doc, nil
+}
+
+// DecodeObject parses a JSON object, refusing duplicate keys, trailing data
+// and anything but an object at the top.
+func DecodeObject(body []byte) (map[string]any, error) {
+	if err := checkDuplicates(body); err != nil {
+		return nil, err
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return nil, &SyntaxError{Msg: err.Error()}
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return nil, &SyntaxError{Msg: "unexpected data after the JSON object"}
+	}
+	obj, ok := v.(map[string]any)
+	if !ok {
+		return nil, &ValidationError{Details: []Detail{{Path: "/", Errors: []string{"expected a JSON object"}}}}
+	}
+	for _, k := range readOnlyFields {
+		delete(obj, k)
+	}
+	return obj, nil
+}
+
+// FromObject decodes a generic JSON object into an App with Marathon's
+// defaults for every field the object leaves out.
+func FromObject(doc map[string]any) (*App, error) {
+	b, err := json.Marshal(doc)
+	if err != nil {
+		return nil, &SyntaxError{Msg: err.Error()}
+	}
+	app := defaultApp()
+	if err := json.Unmarshal(b, &app); err != nil {
+		return nil, typeError(err)
+	}
+	return &app, nil
+}
+
+// typeError turns a decoding error into a 422 detail with the JSON path.
+func typeError(err error) error {
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) {
+		path := "/" + strings.ReplaceAll(te.Field, ".", "/")
+		return &ValidationError{Details: []Detail{{
+			Path:   path,
+			Errors: []string{fmt.Sprintf("expected %s, got %s", goTypeName(te.Type.Kind().String()), te.Value)},
+		}}}
+	}
+	msg := err.Error()
+	msg = strings.TrimPrefix(msg, "json: ")
+	return &ValidationError{Details: []Detail{{Path: "/", Errors: []string{msg}}}}
+}
+
+func goTypeName(kind string) string {
+	switch kind {
+	case "float64", "float32":
+		return "a number"
+	case "int", "int64", "int32", "uint", "uint64":
+		return "an integer"
+	case "string":
+		return "a string"
+	case "bool":
+		return "a boolean"
+	case "slice", "array":
+		return "an array"
+	case "map", "struct", "ptr":
+		return "an object"
+	}
+	return kind
+}
+
+// checkDuplicates walks the token stream and refuses an object that has the
+// same key twice, naming its path; encoding/json would silently keep the
+// last one.
+func checkDuplicates(body []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	if err := walkValue(dec, "", 0); err != nil {
+		return err
+	}
+	return nil
+}
+
+const maxDepth = 64
+
+func walkValue(dec *json.Decoder, path string, depth int) error {
+	if depth > maxDepth {
+		return &SyntaxError{Msg: fmt.Sprintf("nesting deeper than %d levels", maxDepth)}
+	}
+	tok, err := dec.Token()
+	if err != nil {
+		return &SyntaxError{Msg: err.Error()}
+	}
+	delim, ok := tok.(json.Delim)
+	if !ok {
+		return nil
+	}
+	switch delim {
+	case '{':
+		seen := map[string]bool{}
+		for dec.More() {
+			kt, err := dec.Token()
+			if err != nil {
+				return &SyntaxError{Msg: err.Error()}
+			}
+			key, ok := kt.(string)
+			if !ok {
+				return &SyntaxError{Msg: "object key is not a string"}
+			}
+			p := path + "/" + key
+			if seen[key] {
+				return &ValidationError{Details: []Detail{{Path: p, Errors: []string{fmt.Sprintf("duplicate key %q", key)}}}}
+			}
+			seen[key] = true
+			if err := walkValue(dec, p, depth+1); err != nil {
+				return err
+			}
+		}
+	case '[':
+		for i := 0; dec.More(); i++ {
+			if err := walkValue(dec, path+"("+strconv.Itoa(i)+")", depth+1); err != nil {
+				return err
+			}
+		}
+	}
+	if _, err := dec.Token(); err != nil { // closing delimiter
+		return &SyntaxError{Msg: err.Error()}
+	}
+	return nil
+}
+
+// Render returns the JSON object of a normalized app: the typed fields,
+// merged over the original document so fields mesolite does not know
+// survive, at any depth. Known fields the typed app leaves out (legacy
+// fields, defaults Marathon omits) are dropped.
+func Render(app *App, doc map[string]any) (map[string]any, error) {
+	b, err := json.Marshal(app)
+	if err != nil {
+		return nil, fmt.Errorf("marshal app: %w", err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	var typed map[string]any
+	if err := dec.Decode(&typed); err != nil {
+		return nil, fmt.Errorf("decode app: %w", err)
+	}
+	out, _ := mergeTyped(doc, typed, reflect.TypeOf(App{})).(map[string]any)
+	return out, nil
+}
+
+var (
+	rawMessageType = reflect.TypeOf(json.RawMessage{})
+	marshalerType  = reflect.TypeOf((*json.Marshaler)(nil)).Elem()
+	fieldCache     sync.Map // reflect.Type -> map[string]reflect.Type
+)
+
+// mergeTyped overlays typed (the JSON of a Go value of type t) onto raw
+// (what the user sent): typed wins; keys of raw objects that t does not
+// know are kept; arrays of equal length merge element by element.
+func mergeTyped(raw, typed any, t reflect.Type) any {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t == rawMessageType || t.Implements(marshalerType) {
+		return typed
+	}
+	switch t.Kind() {
+	case reflect.Struct:
+		tm, ok1 := typed.(map[string]any)
+		rm, ok2 := raw.(map[string]any)
+		if !ok1 || !ok2 {
+			return typed
+		}
+		fields := jsonFields(t)
+		out := make(map[string]any, len(tm)+len(rm))
+		for k, v := range tm {
+			out[k] = v
+		}
+		for k, rv := range rm {
+			ft, known := fields[k]
+			if !known {
+				out[k] = rv
+				continue
+			}
+			if tv, ok := tm[k]; ok {
+				out[k] = mergeTyped(rv, tv, ft)
+			}
+		}
+		return out
+	case reflect.Slice, reflect.Array:
+		ts, ok1 := typed.([]any)
+		rs, ok2 := raw.([]any)
+		if !ok1 || !ok2 || len(ts) != len(rs) {
+			return typed
+		}
+		out := make([]any, len(ts))
+		for i := range ts {
+			out[i] = mergeTyped(rs[i], ts[i], t.Elem())
+		}
+		return out
+	}
+	return typed
+}
+
+// jsonFields maps the JSON names of a struct's fields to their types.
+func jsonFields(t reflect.Type) map[string]reflect.Type {
+	if f, ok := fieldCache.Load(t); ok {
+		return f.(map[string]reflect.Type)
+	}
+	out := map[string]reflect.Type{}
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		if !f.IsExported() {
+			continue
+		}
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if name == "-" {
+			continue
+		}
+		if name == "" {
+			name = f.Name
+		}
+		out[name] = f.Type
+	}
+	fieldCache.Store(t, out)
+	return out
+}
+
+// Parse decodes, normalizes and validates an app definition in one step.
+// It returns the app and its rendered JSON object.
+func Parse(body []byte, opts Options) (*App, map[string]any, error) {
+	app, doc, err := Decode(body)
+	if err != nil {
+		return nil, nil, err
+	}
+	Normalize(app)
+	if err := Validate(app, opts); err != nil {
+		return nil, nil, err
+	}
+	out, err := Render(app, doc)
+	if err != nil {
+		return nil, nil, err
+	}
+	return app, out, nil
+}

@@ -1,0 +1,653 @@
+package marathon
+
+import (
+	"fmt"
+	"math"
+	"path"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// Options are the agent's settings that validation depends on.
+type Options struct {
+	// HostPathRoots are the absolute host directories under which a host
+	// volume may have an absolute hostPath. Empty: no absolute hostPath.
+	HostPathRoots []string
+	// AllowPrivileged lets container.docker.privileged be true.
+	AllowPrivileged bool
+}
+
+var (
+	idSegment   = regexp.MustCompile(`^(([a-z0-9]|[a-z0-9][a-z0-9\-]*[a-z0-9])\.)*([a-z0-9]|[a-z0-9][a-z0-9\-]*[a-z0-9])$`)
+	portName    = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
+	envName     = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	labelEnvKey = regexp.MustCompile(`[^A-Za-z0-9_]`)
+)
+
+// Limits that keep every derived name (task id, container name, file name)
+// well inside what Docker and file systems accept.
+const (
+	MaxIDLength       = 150 // persistence ids <safe-id>#<containerPath>#<uuid> must fit a 255-byte file name
+	maxSegmentLength  = 63
+	maxPathLength     = 255
+	maxCommandLength  = 64 << 10
+	maxInstances      = 1000
+	maxHealthChecks   = 16
+	maxVolumes        = 64
+	maxPorts          = 64
+	maxPortValue      = 65535
+	maxPersistentSize = 16 << 20 // MiB: 16 TiB
+)
+
+// docker run options accepted in container.docker.parameters. Anything that
+// would widen the container's privileges is left out on purpose.
+var supportedParameters = map[string]bool{
+	"label": true, "env": true, "user": true, "hostname": true, "workdir": true,
+	"init": true, "shm-size": true, "memory-swap": true, "ulimit": true,
+	"add-host": true, "log-driver": false, "entrypoint": true, "stop-signal": true,
+	"stop-timeout": true, "tmpfs": true, "read-only": true, "sysctl": false,
+}
+
+type validator struct {
+	details map[string][]string
+}
+
+func (v *validator) add(path, format string, args ...any) {
+	if v.details == nil {
+		v.details = map[string][]string{}
+	}
+	v.details[path] = append(v.details[path], fmt.Sprintf(format, args...))
+}
+
+func (v *validator) err() error {
+	if len(v.details) == 0 {
+		return nil
+	}
+	paths := make([]string, 0, len(v.details))
+	for p := range v.details {
+		paths = append(paths, p)
+	}
+	sort.Strings(paths)
+	e := &ValidationError{}
+	for _, p := range paths {
+		e.Details = append(e.Details, Detail{Path: p, Errors: v.details[p]})
+	}
+	return e
+}
+
+// ValidateID checks an app id as given in a URL or a body. It returns the
+// canonical id.
+func ValidateID(id string) (string, error) {
+	var v validator
+	canon := v.id("/id", id)
+	return canon, v.err()
+}
+
+func (v *validator) id(p, id string) string {
+	if id == "" {
+		v.add(p, "An app id is required: set \"id\", for example \"/my-app\"")
+		return ""
+	}
+	if strings.ContainsRune(id, 0) || len(id) > MaxIDLength {
+		v.add(p, "id must be at most %d characters of [a-z0-9-.] segments separated by \"/\"", MaxIDLength)
+		return ""
+	}
+	canon := CanonicalID(id)
+	if canon == "/" {
+		v.add(p, "Path needs to be non-empty and may not be the root group")
+		return ""
+	}
+	segs := strings.Split(strings.TrimPrefix(canon, "/"), "/")
+	for _, s := range segs {
+		if s == "." || s == ".." {
+			v.add(p, "id may not contain \".\" or \"..\" segments")
+			return ""
+		}
+		if !idSegment.MatchString(s) || len(s) > maxSegmentLength {
+			v.add(p, "must fully match regular expression '^(([a-z0-9]|[a-z0-9][a-z0-9\\-]*[a-z0-9])\\.)*([a-z0-9]|[a-z0-9][a-z0-9\\-]*[a-z0-9])$' (segment %q); segments are at most %d characters", truncate(s, 40), maxSegmentLength)
+			return ""
+		}
+	}
+	switch segs[len(segs)-1] {
+	case "restart", "tasks", "versions":
+		v.add(p, "Path may not end with 'restart', 'tasks' or 'versions' (these are reserved API paths)")
+		return ""
+	}
+	return canon
+}
+
+// Validate checks a normalized app against Marathon's rules and mesolite's
+// limits. It returns a *ValidationError with every detail found.
+func Validate(app *App, opts Options) error {
+	var v validator
+	v.id("/id", app.ID)
+
+	nonNeg := func(p string, x float64) {
+		if math.IsNaN(x) || math.IsInf(x, 0) || x < 0 {
+			v.add(p, "got %v, expected 0.0 or more", x)
+		}
+	}
+	nonNeg("/cpus", app.Cpus)
+	nonNeg("/mem", app.Mem)
+	nonNeg("/disk", app.Disk)
+	if app.Instances < 0 {
+		v.add("/instances", "got %d, expected 0 or more", app.Instances)
+	} else if app.Instances > maxInstances {
+		v.add("/instances", "got %d, mesolite runs at most %d instances of one app", app.Instances, maxInstances)
+	}
+	if app.Gpus != 0 {
+		v.add("/gpus", "GPUs are not supported by mesolite: set gpus to 0")
+	}
+	if app.Cmd != "" && len(app.Args) > 0 {
+		v.add("/", "AppDefinition must either contain one of 'cmd' or 'args', and/or a 'container'. Not both 'cmd' and 'args'")
+	}
+	if len(app.Cmd) > maxCommandLength {
+		v.add("/cmd", "cmd is longer than %d bytes", maxCommandLength)
+	}
+	if app.Executor != "" && app.Executor != "//cmd" {
+		v.add("/executor", "custom executors are not supported by mesolite: leave executor empty")
+	}
+	if app.BackoffSeconds < 0 || math.IsNaN(app.BackoffSeconds) {
+		v.add("/backoffSeconds", "got %v, expected 0 or more", app.BackoffSeconds)
+	}
+	if app.BackoffFactor < 1 || math.IsNaN(app.BackoffFactor) {
+		v.add("/backoffFactor", "got %v, expected 1.0 or more", app.BackoffFactor)
+	}
+	if app.MaxLaunchDelaySeconds < 0 || math.IsNaN(app.MaxLaunchDelaySeconds) {
+		v.add("/maxLaunchDelaySeconds", "got %v, expected 0 or more", app.MaxLaunchDelaySeconds)
+	}
+	if app.TaskKillGracePeriodSeconds != nil && *app.TaskKillGracePeriodSeconds < 0 {
+		v.add("/taskKillGracePeriodSeconds", "got %v, expected 0 or more", *app.TaskKillGracePeriodSeconds)
+	}
+	switch app.KillSelection {
+	case "YOUNGEST_FIRST", "OLDEST_FIRST":
+	default:
+		v.add("/killSelection", "must be one of YOUNGEST_FIRST, OLDEST_FIRST")
+	}
+	if len(app.URIs) > 0 || len(app.Fetch) > 0 || len(app.StoreUrls) > 0 {
+		v.add("/fetch", "fetching URIs into the sandbox is not supported by mesolite: bake the files into the image or mount them with a host volume")
+	}
+	if len(app.Secrets) > 0 {
+		v.add("/secrets", "secrets are not supported by mesolite: pass the value in env")
+	}
+	for k, e := range app.Env {
+		p := "/env/" + k
+		if !envName.MatchString(k) || len(k) > maxPathLength {
+			v.add(p, "environment variable names must match [A-Za-z_][A-Za-z0-9_]*")
+		}
+		if e.Secret != "" {
+			v.add(p, "secrets are not supported by mesolite: give the value as a string")
+		}
+		if strings.ContainsRune(e.Value, 0) {
+			v.add(p, "value may not contain a NUL byte")
+		}
+	}
+	for k := range app.Labels {
+		if k == "" || strings.ContainsRune(k, 0) {
+			v.add("/labels", "label keys must be non-empty and may not contain a NUL byte")
+		}
+	}
+	v.constraints("/constraints", app.Constraints)
+	v.upgradeStrategy(app)
+	v.container(app, opts)
+	v.networks(app)
+	v.ports(app)
+	v.healthChecks(app)
+	if app.Residency != nil && !app.HasPersistentVolumes() {
+		v.add("/residency", "AppDefinition must contain persistent volumes and define residency")
+	}
+	return v.err()
+}
+
+func (v *validator) upgradeStrategy(app *App) {
+	us := app.UpgradeStrategy
+	if us.MinimumHealthCapacity < 0 || us.MinimumHealthCapacity > 1 || math.IsNaN(us.MinimumHealthCapacity) {
+		v.add("/upgradeStrategy/minimumHealthCapacity", "is greater than 1 or less than 0")
+	}
+	if us.MaximumOverCapacity < 0 || us.MaximumOverCapacity > 1 || math.IsNaN(us.MaximumOverCapacity) {
+		v.add("/upgradeStrategy/maximumOverCapacity", "is greater than 1 or less than 0")
+	}
+	if app.HasPersistentVolumes() && us.MaximumOverCapacity != 0 {
+		v.add("/upgradeStrategy", "maximumOverCapacity must be 0 when persistent volumes are defined")
+	}
+}
+
+var constraintOps = map[string]int{
+	"UNIQUE": 0, "CLUSTER": -1, "GROUP_BY": -1, "LIKE": 1, "UNLIKE": 1, "MAX_PER": 1, "IS": 1,
+}
+
+func (v *validator) constraints(p string, cs [][]string) {
+	for i, c := range cs {
+		cp := fmt.Sprintf("%s(%d)", p, i)
+		if len(c) < 2 || len(c) > 3 {
+			v.add(cp, "Each constraint must have either 2 or 3 fields")
+			continue
+		}
+		want, ok := constraintOps[strings.ToUpper(c[1])]
+		if !ok {
+			v.add(cp, "Constraint operator must be one of UNIQUE, CLUSTER, GROUP_BY, LIKE, UNLIKE, MAX_PER or IS")
+			continue
+		}
+		switch {
+		case want == 0 && len(c) != 2:
+			v.add(cp, "%s does not take a value", c[1])
+		case want == 1 && len(c) != 3:
+			v.add(cp, "%s requires a value", c[1])
+		}
+		if len(c) == 3 && (c[1] == "LIKE" || c[1] == "UNLIKE") {
+			if _, err := regexp.Compile("^(" + c[2] + ")$"); err != nil {
+				v.add(cp, "'%s' is not a valid regular expression", c[2])
+			}
+		}
+		if len(c) == 3 && c[1] == "MAX_PER" {
+			if n, err := strconv.Atoi(c[2]); err != nil || n < 1 {
+				v.add(cp, "MAX_PER requires a positive integer value")
+			}
+		}
+	}
+}
+
+func (v *validator) container(app *App, opts Options) {
+	c := app.Container
+	if c == nil {
+		v.add("/container", "mesolite runs every task as a Docker container: set container.docker.image")
+		return
+	}
+	switch c.Type {
+	case "DOCKER", "MESOS":
+	default:
+		v.add("/container/type", "container type must be DOCKER or MESOS, got %q", c.Type)
+	}
+	if c.Docker == nil || strings.TrimSpace(c.Docker.Image) == "" {
+		v.add("/container/docker/image", "a Docker image is required: set container.docker.image")
+	} else {
+		d := c.Docker
+		if len(d.Image) > maxPathLength || strings.ContainsAny(d.Image, " \t\n\x00") {
+			v.add("/container/docker/image", "%q is not a valid image reference", truncate(d.Image, 60))
+		}
+		if d.Privileged && !opts.AllowPrivileged {
+			v.add("/container/docker/privileged", "privileged containers are disabled: set allow_privileged = true in agent.toml to allow them")
+		}
+		for i, prm := range d.Parameters {
+			pp := fmt.Sprintf("/container/docker/parameters(%d)", i)
+			if !supportedParameters[prm.Key] {
+				v.add(pp+"/key", "docker parameter %q is not supported by mesolite; supported: %s", truncate(prm.Key, 40), strings.Join(supportedParameterList(), ", "))
+			}
+		}
+	}
+	if len(c.Volumes) > maxVolumes {
+		v.add("/container/volumes", "at most %d volumes", maxVolumes)
+		return
+	}
+	seen := map[string]bool{}
+	for i, vol := range c.Volumes {
+		vp := fmt.Sprintf("/container/volumes(%d)", i)
+		cp := vol.ContainerPath
+		if seen[mountTarget(cp)] && cp != "" {
+			v.add(vp+"/containerPath", "containerPath %q is used by another volume", cp)
+		}
+		seen[mountTarget(cp)] = true
+		switch {
+		case vol.Persistent != nil:
+			v.persistentVolume(vp, vol)
+		case vol.External != nil:
+			v.add(vp+"/external", "external volumes are not supported by mesolite: use a persistent volume")
+		case vol.Secret != "":
+			v.add(vp+"/secret", "secret volumes are not supported by mesolite")
+		default:
+			v.hostVolume(vp, vol, opts)
+		}
+	}
+}
+
+func (v *validator) persistentVolume(vp string, vol Volume) {
+	cp := vol.ContainerPath
+	switch {
+	case cp == "":
+		v.add(vp+"/containerPath", "is empty")
+	case strings.Contains(cp, "/"):
+		v.add(vp+"/containerPath", "value must not contain \"/\"")
+	case cp == "." || cp == "..":
+		v.add(vp+"/containerPath", "value must not be \".\" or \"..\"")
+	case strings.ContainsRune(cp, 0) || len(cp) > maxSegmentLength || strings.ContainsAny(cp, "#\\"):
+		v.add(vp+"/containerPath", "must be at most %d characters, without NUL, \"#\" or \"\\\"", maxSegmentLength)
+	}
+	if vol.Mode != "RW" {
+		v.add(vp+"/mode", "Persistent volumes can only be mounted read-write (mode RW)")
+	}
+	p := vol.Persistent
+	if math.IsNaN(p.Size) || p.Size <= 0 {
+		v.add(vp+"/persistent/size", "got %v, expected more than 0 MiB", p.Size)
+	} else if p.Size > maxPersistentSize {
+		v.add(vp+"/persistent/size", "got %v, expected at most %d MiB", p.Size, maxPersistentSize)
+	}
+	switch p.Type {
+	case "root":
+	case "path", "mount":
+		v.add(vp+"/persistent/type", "persistent volume type %q is not supported by mesolite: use \"root\" (a directory on the agent)", p.Type)
+	default:
+		v.add(vp+"/persistent/type", "must be one of root, path, mount")
+	}
+	if p.MaxSize != nil {
+		v.add(vp+"/persistent/maxSize", "maxSize is only meaningful for mount volumes, which mesolite does not support")
+	}
+	if p.ProfileName != "" {
+		v.add(vp+"/persistent/profileName", "disk profiles are not supported by mesolite")
+	}
+}
+
+func (v *validator) hostVolume(vp string, vol Volume, opts Options) {
+	cp := vol.ContainerPath
+	if cp == "" {
+		v.add(vp+"/containerPath", "is empty")
+	} else if bad := badPath(cp); bad != "" {
+		v.add(vp+"/containerPath", "%s", bad)
+	} else if !path.IsAbs(cp) && hasDotDot(cp) {
+		v.add(vp+"/containerPath", "a relative containerPath may not contain \"..\"")
+	}
+	switch vol.Mode {
+	case "RW", "RO":
+	default:
+		v.add(vp+"/mode", "must be RW or RO")
+	}
+	hp := vol.HostPath
+	switch {
+	case hp == "":
+		v.add(vp+"/hostPath", "a volume needs hostPath or persistent: set one of them")
+	case badPath(hp) != "":
+		v.add(vp+"/hostPath", "%s", badPath(hp))
+	case hasDotDot(hp):
+		v.add(vp+"/hostPath", "hostPath may not contain \"..\"")
+	case path.IsAbs(hp):
+		if !underAny(path.Clean(hp), opts.HostPathRoots) {
+			if len(opts.HostPathRoots) == 0 {
+				v.add(vp+"/hostPath", "absolute host paths are disabled: add a root to host_path_roots in agent.toml, or use a relative hostPath (inside the sandbox)")
+			} else {
+				v.add(vp+"/hostPath", "%q is outside the allowed roots %s (host_path_roots in agent.toml)", hp, strings.Join(opts.HostPathRoots, ", "))
+			}
+		}
+	}
+}
+
+func (v *validator) networks(app *App) {
+	if len(app.Networks) > 1 {
+		v.add("/networks", "mesolite supports one network per app")
+	}
+	for i, n := range app.Networks {
+		np := fmt.Sprintf("/networks(%d)", i)
+		switch n.Mode {
+		case NetworkHost, NetworkBridge:
+			if n.Name != "" {
+				v.add(np+"/name", "a %s network has no name", n.Mode)
+			}
+		case NetworkContainer:
+			if n.Name == "" {
+				v.add(np+"/name", "a container network needs the name of a Docker network")
+			} else if !dockerNetworkName(n.Name) {
+				v.add(np+"/name", "%q is not a valid Docker network name", truncate(n.Name, 40))
+			}
+		default:
+			v.add(np+"/mode", "must be one of host, container/bridge, container")
+		}
+	}
+	mode := app.NetworkMode()
+	if mode == NetworkHost && len(app.PortMappings()) > 0 {
+		v.add("/container/portMappings", "Port mappings are only allowed with container networks: use portDefinitions with host networking")
+	}
+	if mode != NetworkHost && len(app.PortDefinitions) > 0 {
+		v.add("/portDefinitions", "Port definitions are only allowed with host networking: use container.portMappings")
+	}
+}
+
+func (v *validator) ports(app *App) {
+	names := map[string]bool{}
+	checkName := func(p, name string) {
+		if name == "" {
+			return
+		}
+		if !portName.MatchString(name) || len(name) > maxSegmentLength {
+			v.add(p+"/name", "must fully match regular expression '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$'")
+		}
+		if names[name] {
+			v.add(p+"/name", "Port names must be unique.")
+		}
+		names[name] = true
+	}
+	checkProto := func(p, proto string) {
+		switch proto {
+		case "tcp", "udp", "udp,tcp", "tcp,udp":
+		default:
+			v.add(p+"/protocol", "must be one of tcp, udp, udp,tcp")
+		}
+	}
+	inRange := func(p string, port int) {
+		if port < 0 || port > maxPortValue {
+			v.add(p, "got %d, expected 0 to %d", port, maxPortValue)
+		}
+	}
+	pms := app.PortMappings()
+	if len(pms) > maxPorts || len(app.PortDefinitions) > maxPorts {
+		v.add("/", "at most %d ports per app", maxPorts)
+		return
+	}
+	fixed := map[int]bool{}
+	for i, pm := range pms {
+		p := fmt.Sprintf("/container/portMappings(%d)", i)
+		inRange(p+"/containerPort", pm.ContainerPort)
+		inRange(p+"/servicePort", pm.ServicePort)
+		if pm.HostPort != nil {
+			inRange(p+"/hostPort", *pm.HostPort)
+			if *pm.HostPort > 0 {
+				if fixed[*pm.HostPort] {
+					v.add(p+"/hostPort", "host port %d is used twice", *pm.HostPort)
+				}
+				fixed[*pm.HostPort] = true
+			}
+		}
+		if pm.ContainerPort == 0 && app.NetworkMode() == NetworkBridge {
+			v.add(p+"/containerPort", "a bridge port mapping needs a containerPort")
+		}
+		checkProto(p, pm.Protocol)
+		checkName(p, pm.Name)
+	}
+	for i, pd := range app.PortDefinitions {
+		p := fmt.Sprintf("/portDefinitions(%d)", i)
+		inRange(p+"/port", pd.Port)
+		if pd.Port > 0 {
+			if fixed[pd.Port] {
+				v.add(p+"/port", "Ports must be unique.")
+			}
+			fixed[pd.Port] = true
+		}
+		checkProto(p, pd.Protocol)
+		checkName(p, pd.Name)
+	}
+}
+
+func (v *validator) healthChecks(app *App) {
+	if len(app.HealthChecks) > maxHealthChecks {
+		v.add("/healthChecks", "at most %d health checks", maxHealthChecks)
+		return
+	}
+	nports := app.HostPortCount()
+	if app.NetworkMode() != NetworkHost {
+		nports = len(app.PortMappings())
+	}
+	for i, hc := range app.HealthChecks {
+		p := fmt.Sprintf("/healthChecks(%d)", i)
+		switch hc.Protocol {
+		case ProtoHTTP, ProtoHTTPS, ProtoTCP, ProtoMesosHTTP, ProtoMesosHTTPS, ProtoMesosTCP:
+			switch {
+			case hc.PortIndex != nil && hc.Port != nil:
+				v.add(p, "Health check must specify either portIndex or port, not both")
+			case hc.PortIndex != nil && (*hc.PortIndex < 0 || *hc.PortIndex >= nports):
+				v.add(p+"/portIndex", "Health check port indices must address an element of the ports array or container port mappings.")
+			case hc.Port != nil && (*hc.Port < 1 || *hc.Port > maxPortValue):
+				v.add(p+"/port", "got %d, expected 1 to %d", *hc.Port, maxPortValue)
+			}
+			if hc.Command != nil {
+				v.add(p+"/command", "command is only allowed with protocol COMMAND")
+			}
+		case ProtoCommand:
+			if hc.Command == nil || strings.TrimSpace(hc.Command.Value) == "" {
+				v.add(p+"/command", "A COMMAND health check needs command.value")
+			}
+		default:
+			v.add(p+"/protocol", "must be one of HTTP, HTTPS, TCP, COMMAND, MESOS_HTTP, MESOS_HTTPS, MESOS_TCP")
+		}
+		if hc.Path != "" && (!strings.HasPrefix(hc.Path, "/") || strings.ContainsAny(hc.Path, " \r\n\x00")) {
+			v.add(p+"/path", "must be an absolute URL path such as /health")
+		}
+		if hc.IntervalSeconds < 1 {
+			v.add(p+"/intervalSeconds", "got %d, expected 1 or more", hc.IntervalSeconds)
+		}
+		if hc.TimeoutSeconds < 1 {
+			v.add(p+"/timeoutSeconds", "got %d, expected 1 or more", hc.TimeoutSeconds)
+		}
+		if hc.GracePeriodSeconds < 0 {
+			v.add(p+"/gracePeriodSeconds", "got %d, expected 0 or more", hc.GracePeriodSeconds)
+		}
+		if hc.MaxConsecutiveFailures < 0 {
+			v.add(p+"/maxConsecutiveFailures", "got %d, expected 0 or more", hc.MaxConsecutiveFailures)
+		}
+		if hc.DelaySeconds < 0 {
+			v.add(p+"/delaySeconds", "got %d, expected 0 or more", hc.DelaySeconds)
+		}
+	}
+}
+
+// ValidateUpdate checks the rules that compare an app with its previous
+// version: an app with persistent volumes keeps its volumes and resources.
+func ValidateUpdate(old, updated *App) error {
+	var v validator
+	if !old.HasPersistentVolumes() {
+		return nil
+	}
+	if !sameVolumes(old.PersistentVolumes(), updated.PersistentVolumes()) {
+		v.add("/container/volumes", "Persistent volumes can not be changed!")
+	}
+	if old.Cpus != updated.Cpus || old.Mem != updated.Mem || old.Disk != updated.Disk || !sameHostPorts(old, updated) {
+		v.add("/", "Services with persistent volumes configured may not change resource requirements. If you need to make this change, please create a new service.")
+	}
+	return v.err()
+}
+
+func sameVolumes(a, b []Volume) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i].ContainerPath != b[i].ContainerPath || a[i].Mode != b[i].Mode ||
+			a[i].Persistent.Size != b[i].Persistent.Size || a[i].Persistent.Type != b[i].Persistent.Type {
+			return false
+		}
+	}
+	return true
+}
+
+func sameHostPorts(a, b *App) bool {
+	pa, pb := hostPorts(a), hostPorts(b)
+	if len(pa) != len(pb) {
+		return false
+	}
+	for i := range pa {
+		if pa[i] != pb[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// hostPorts lists the host ports an app asks for, 0 for a dynamic one.
+func hostPorts(a *App) []int {
+	var out []int
+	if a.NetworkMode() == NetworkHost {
+		for _, pd := range a.PortDefinitions {
+			out = append(out, pd.Port)
+		}
+		return out
+	}
+	for _, pm := range a.PortMappings() {
+		if pm.HostPort != nil {
+			out = append(out, *pm.HostPort)
+		}
+	}
+	return out
+}
+
+// mountTarget is where a volume lands in the container.
+func mountTarget(cp string) string {
+	if path.IsAbs(cp) {
+		return path.Clean(cp)
+	}
+	return path.Join("/mnt/mesos/sandbox", cp)
+}
+
+func badPath(p string) string {
+	switch {
+	case strings.ContainsRune(p, 0):
+		return "may not contain a NUL byte"
+	case len(p) > 4096:
+		return "is longer than 4096 characters"
+	case strings.ContainsAny(p, ":,\n"):
+		return "may not contain \":\", \",\" or a newline"
+	}
+	return ""
+}
+
+func hasDotDot(p string) bool {
+	for _, s := range strings.Split(p, "/") {
+		if s == ".." {
+			return true
+		}
+	}
+	return false
+}
+
+func underAny(p string, roots []string) bool {
+	for _, r := range roots {
+		r = path.Clean(r)
+		if p == r || strings.HasPrefix(p, strings.TrimSuffix(r, "/")+"/") {
+			return true
+		}
+	}
+	return false
+}
+
+func dockerNetworkName(n string) bool {
+	if len(n) > 64 {
+		return false
+	}
+	for _, r := range n {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+func supportedParameterList() []string {
+	var out []string
+	for k, ok := range supportedParameters {
+		if ok {
+			out = append(out, k)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
+
+// LabelEnvName is the environment variable name Marathon gives a label:
+// MARATHON_APP_LABEL_<KEY> with non-alphanumerics replaced by "_".
+func LabelEnvName(key string) string {
+	return "MARATHON_APP_LABEL_" + strings.ToUpper(labelEnvKey.ReplaceAllString(key, "_"))
+}

@@ -1,0 +1,578 @@
+package agent
+
+import (
+	"context"
+	"math"
+	"sort"
+	"time"
+)
+
+// reconcileApp moves an app's instances towards what the app wants: the
+// number of instances, the current configuration, or nothing at all when
+// the app is being removed. It only sets goals and starts kills; step
+// does the rest for each instance.
+func (a *Agent) reconcileApp(ap *app) {
+	insts := a.appInstances(ap.id())
+	if ap.rec.Deleting {
+		for _, inst := range insts {
+			if inst.rec.Goal != GoalDecommissioned {
+				a.setGoal(inst, GoalDecommissioned)
+			}
+		}
+		if len(insts) == 0 {
+			a.forgetApp(ap)
+		}
+		return
+	}
+	var active, stopped []*instance
+	for _, inst := range insts {
+		switch inst.rec.Goal {
+		case GoalRunning:
+			active = append(active, inst)
+		case GoalStopped:
+			stopped = append(stopped, inst)
+		}
+	}
+	if ap.spec.HasPersistentVolumes() {
+		a.scaleResident(ap, active, stopped)
+	} else {
+		a.scaleEphemeral(ap, active)
+	}
+	a.updateWaiting(ap)
+	if ap.deployID != "" && a.appSettled(ap) {
+		a.finishDeployment(ap, true)
+	}
+}
+
+// outdated reports whether an instance's task runs an older configuration
+// than the app's.
+func (a *Agent) outdated(ap *app, inst *instance) bool {
+	t := inst.task()
+	return t != nil && t.active() && t.ConfigVersion.Before(ap.rec.LastConfigChangeAt)
+}
+
+// serving reports whether an instance's task is running at any version
+// and, if the app checks health, healthy.
+func (a *Agent) serving(ap *app, inst *instance) bool {
+	t := inst.task()
+	if t == nil || t.State != TaskRunning {
+		return false
+	}
+	return len(ap.spec.HealthChecks) == 0 || healthy(t, len(ap.spec.HealthChecks))
+}
+
+// healthy: every health check has a result and all are alive.
+func healthy(t *Task, checks int) bool {
+	if len(t.Health) < checks {
+		return false
+	}
+	for i := 0; i < checks; i++ {
+		if !t.Health[i].Alive {
+			return false
+		}
+	}
+	return checks > 0
+}
+
+// scaleResident keeps the number of running instances of an app with
+// persistent volumes at what it wants. Scaling down stops instances but
+// keeps their reservations; scaling up reuses stopped ones first (oldest
+// reservation first), and only then reserves anew. A configuration change
+// replaces tasks in place: the old task is killed first and relaunched on
+// its own reservation, never more tasks than reservations.
+func (a *Agent) scaleResident(ap *app, active, stopped []*instance) {
+	want := ap.spec.Instances
+	if len(active) < want {
+		sortInstancesForStart(stopped)
+		for _, inst := range stopped {
+			if len(active) >= want {
+				break
+			}
+			a.setGoal(inst, GoalRunning)
+			active = append(active, inst)
+		}
+		for len(active) < want {
+			inst := a.newInstance(ap)
+			if inst == nil {
+				break
+			}
+			active = append(active, inst)
+		}
+	}
+	if len(active) > want {
+		for _, inst := range a.victims(ap, active, len(active)-want) {
+			a.setGoal(inst, GoalStopped)
+			active = remove(active, inst)
+		}
+	}
+
+	// Rolling replacement, Marathon's arithmetic: keep at least
+	// ceil(instances × minimumHealthCapacity) serving; when that leaves no
+	// room, go one below so the restart makes progress.
+	var old []*instance
+	servingCount, pending := 0, 0
+	for _, inst := range active {
+		if a.outdated(ap, inst) {
+			old = append(old, inst)
+		}
+		if a.serving(ap, inst) {
+			servingCount++
+		} else {
+			pending++
+		}
+	}
+	if len(old) == 0 {
+		return
+	}
+	minHealthy := int(math.Ceil(float64(want) * ap.spec.UpgradeStrategy.MinimumHealthCapacity))
+	canKill := servingCount - minHealthy
+	if canKill < 1 && pending == 0 {
+		canKill = 1
+	}
+	// Old tasks that do not serve anyway go first.
+	sort.SliceStable(old, func(i, j int) bool { return !a.serving(ap, old[i]) && a.serving(ap, old[j]) })
+	for _, inst := range old {
+		if inst.busy != "" || inst.task().State == TaskKilling {
+			continue
+		}
+		if a.serving(ap, inst) {
+			if canKill <= 0 {
+				break
+			}
+			canKill--
+		}
+		inst.restartFor = "restart"
+		a.kill(inst, "replaced by version "+formatTime(ap.rec.Version))
+	}
+}
+
+// scaleEphemeral keeps the number of instances of an app without
+// persistent volumes at what it wants. A configuration change starts new
+// instances first, up to maximumOverCapacity, and decommissions old ones
+// as long as minimumHealthCapacity stays serving.
+func (a *Agent) scaleEphemeral(ap *app, active []*instance) {
+	want := ap.spec.Instances
+	var old, current []*instance
+	servingCount := 0
+	currentPending := 0
+	for _, inst := range active {
+		if a.outdated(ap, inst) {
+			old = append(old, inst)
+		} else {
+			current = append(current, inst)
+			if !a.serving(ap, inst) {
+				currentPending++
+			}
+		}
+		if a.serving(ap, inst) {
+			servingCount++
+		}
+	}
+	if len(old) == 0 {
+		for len(current) < want {
+			inst := a.newInstance(ap)
+			if inst == nil {
+				break
+			}
+			current = append(current, inst)
+		}
+		if len(current) > want {
+			for _, inst := range a.victims(ap, current, len(current)-want) {
+				a.setGoal(inst, GoalDecommissioned)
+			}
+		}
+		return
+	}
+	us := ap.spec.UpgradeStrategy
+	minHealthy := int(math.Ceil(float64(want) * us.MinimumHealthCapacity))
+	maxCap := int(math.Floor(float64(want) * (1 + us.MaximumOverCapacity)))
+	if minHealthy == maxCap && maxCap <= len(active) {
+		maxCap++
+	}
+	for len(current) < want && len(current)+len(old) < maxCap {
+		inst := a.newInstance(ap)
+		if inst == nil {
+			break
+		}
+		current = append(current, inst)
+		currentPending++
+	}
+	canKill := servingCount - minHealthy
+	if canKill < 1 && currentPending == 0 {
+		canKill = 1
+	}
+	sort.SliceStable(old, func(i, j int) bool { return !a.serving(ap, old[i]) && a.serving(ap, old[j]) })
+	for _, inst := range old {
+		if a.serving(ap, inst) {
+			if canKill <= 0 {
+				break
+			}
+			canKill--
+		}
+		a.setGoal(inst, GoalDecommissioned)
+	}
+	if len(current) > want {
+		for _, inst := range a.victims(ap, current, len(current)-want) {
+			a.setGoal(inst, GoalDecommissioned)
+		}
+	}
+}
+
+// victims picks n instances to stop, as Marathon does: not yet running
+// ones first, then by the app's killSelection (YOUNGEST_FIRST by default).
+func (a *Agent) victims(ap *app, list []*instance, n int) []*instance {
+	c := append([]*instance(nil), list...)
+	weight := func(inst *instance) int {
+		t := inst.task()
+		switch {
+		case t == nil || !t.active():
+			return 0
+		case t.State == TaskStaging:
+			return 2
+		case t.State == TaskStarting:
+			return 3
+		case t.State == TaskRunning:
+			return 4
+		}
+		return 5
+	}
+	since := func(inst *instance) time.Time {
+		if t := inst.task(); t != nil {
+			if !t.StartedAt.IsZero() {
+				return t.StartedAt
+			}
+			return t.StagedAt
+		}
+		return inst.rec.Created
+	}
+	youngest := ap.spec.KillSelection != "OLDEST_FIRST"
+	sort.SliceStable(c, func(i, j int) bool {
+		wi, wj := weight(c[i]), weight(c[j])
+		if wi != wj {
+			return wi < wj
+		}
+		if youngest {
+			return since(c[i]).After(since(c[j]))
+		}
+		return since(c[i]).Before(since(c[j]))
+	})
+	if n > len(c) {
+		n = len(c)
+	}
+	return c[:n]
+}
+
+func remove(list []*instance, x *instance) []*instance {
+	for i, v := range list {
+		if v == x {
+			return append(list[:i:i], list[i+1:]...)
+		}
+	}
+	return list
+}
+
+// newInstance records a new instance of an app, goal running. Its
+// reservation is made by step.
+func (a *Agent) newInstance(ap *app) *instance {
+	inst := &instance{rec: instanceRecord{
+		ID:      instanceID(ap.id()),
+		AppID:   ap.id(),
+		Goal:    GoalRunning,
+		Created: time.Now().UTC(),
+	}}
+	if err := a.saveInstance(inst); err != nil {
+		return nil
+	}
+	a.instances[inst.id()] = inst
+	a.touchInstance(inst)
+	return inst
+}
+
+// setGoal changes and persists an instance's goal.
+func (a *Agent) setGoal(inst *instance, g Goal) {
+	if inst.rec.Goal == g {
+		return
+	}
+	prev := inst.rec.Goal
+	inst.rec.Goal = g
+	if err := a.saveInstance(inst); err != nil {
+		inst.rec.Goal = prev
+		a.retryLater(inst, 2*time.Second)
+		return
+	}
+	a.log.Info().Str("instance_id", inst.id()).Str("goal", string(g)).Msg("instance goal changed")
+	a.touchInstance(inst)
+}
+
+// step takes the next action for one instance towards its goal. At most
+// one Docker operation per instance is in flight (inst.busy); its outcome
+// calls step again.
+func (a *Agent) step(inst *instance) {
+	if inst.busy != "" {
+		return
+	}
+	ap := a.apps[inst.rec.AppID]
+	if ap == nil {
+		return // an instance whose app record was set aside: left alone
+	}
+	t := inst.task()
+	active := t != nil && t.active()
+	switch inst.rec.Goal {
+	case GoalRunning:
+		if active {
+			if !a.synced || !a.dockerUp {
+				return
+			}
+			switch {
+			case t.State == TaskKilling:
+				a.rekill(inst)
+			case inst.killRequested:
+				a.kill(inst, "killed on request")
+			case t.State == TaskStaging && t.DockerID == "":
+				a.runTask(ap, inst, t) // finish a launch a crash or Docker outage interrupted
+			}
+			return
+		}
+		a.placeAndLaunch(ap, inst)
+	case GoalStopped:
+		if active && a.synced && a.dockerUp {
+			if t.State == TaskKilling {
+				a.rekill(inst)
+			} else {
+				a.kill(inst, "instance stopped (scaled down)")
+			}
+		}
+	case GoalDecommissioned:
+		if active {
+			if a.synced && a.dockerUp {
+				if t.State == TaskKilling {
+					a.rekill(inst)
+				} else {
+					a.kill(inst, "instance decommissioned")
+				}
+			}
+			return
+		}
+		a.decommission(ap, inst)
+	}
+}
+
+// rekill repeats a kill that a crash or a Docker outage interrupted.
+func (a *Agent) rekill(inst *instance) {
+	t := inst.task()
+	reason := t.KillReason
+	t.State = TaskRunning // kill() expects an active, not-yet-killing task
+	a.kill(inst, reason)
+}
+
+// placeAndLaunch reserves resources for an instance, makes its volumes and
+// launches its next task, each step persisted before the next:
+//  1. save the reservation (ports and volume ids chosen)
+//     crash → recovery holds the reservation and goes on from 2
+//  2. create the volume directories
+//     crash → a volume directory may exist; creating it again is a no-op
+//  3. save VolumesCreated
+//  4. launch (see launch)
+func (a *Agent) placeAndLaunch(ap *app, inst *instance) {
+	if inst.rec.Reservation == nil {
+		r, reason := a.reserve(ap, inst)
+		if reason != "" {
+			if ap.waiting != reason {
+				a.log.Warn().Str("app_id", ap.id()).Str("reason", reason).Msg("instance waits for resources")
+				ap.waiting = reason
+				a.changed = true
+			}
+			return
+		}
+		inst.rec.Reservation = r
+		if err := a.saveInstance(inst); err != nil {
+			inst.rec.Reservation = nil
+			a.retryLater(inst, 2*time.Second)
+			return
+		}
+		a.log.Info().Str("instance_id", inst.id()).Ints("host_ports", r.HostPorts).Msg("resources reserved")
+		ap.waiting = ""
+		a.touchInstance(inst)
+	}
+	r := inst.rec.Reservation
+	if !r.VolumesCreated {
+		for _, v := range r.Volumes {
+			if _, err := a.layout.CreateVolume(v.PersistenceID, v.SizeMiB); err != nil {
+				msg := "create volume: " + err.Error()
+				if ap.waiting != msg {
+					a.log.Error().Err(err).Str("volume", v.PersistenceID).Msg("create volume")
+					ap.waiting = msg
+					a.changed = true
+				}
+				a.retryLater(inst, 30*time.Second)
+				return
+			}
+		}
+		r.VolumesCreated = true
+		if err := a.saveInstance(inst); err != nil {
+			r.VolumesCreated = false
+			a.retryLater(inst, 2*time.Second)
+			return
+		}
+		if ap.waiting != "" && len(r.Volumes) > 0 {
+			ap.waiting = ""
+		}
+	}
+	if !a.synced || !a.dockerUp {
+		return
+	}
+	if wait := time.Until(ap.delay.notBefore); wait > 0 {
+		a.wakeAt(ap, ap.delay.notBefore)
+		return
+	}
+	a.launch(ap, inst)
+}
+
+// decommission destroys a decommissioned instance's volumes, then forgets
+// the instance and releases its reservation:
+//  1. (goal decommissioned was saved by whoever decided it)
+//  2. delete the volume directories
+//     crash → recovery deletes them again; deleting a missing one is fine
+//  3. save VolumesDestroyed
+//  4. delete the instance record, which releases the reservation
+func (a *Agent) decommission(ap *app, inst *instance) {
+	r := inst.rec.Reservation
+	if r != nil && len(r.Volumes) > 0 && !inst.rec.VolumesDestroyed {
+		inst.busy = "destroy"
+		vols := append([]ReservedVolume(nil), r.Volumes...)
+		a.goWork(func(ctx context.Context) {
+			var err error
+			for _, v := range vols {
+				if err = a.layout.DestroyVolume(v.PersistenceID); err != nil {
+					break
+				}
+			}
+			a.post(func() {
+				inst.busy = ""
+				if err != nil {
+					a.log.Error().Err(err).Str("instance_id", inst.id()).Msg("destroy volume; retrying")
+					a.retryLater(inst, 10*time.Second)
+					return
+				}
+				for _, v := range vols {
+					a.log.Info().Str("volume", v.PersistenceID).Msg("volume destroyed")
+				}
+				inst.rec.VolumesDestroyed = true
+				if a.saveInstance(inst) != nil {
+					a.retryLater(inst, 2*time.Second)
+					return
+				}
+				a.touchInstance(inst)
+			})
+		})
+		return
+	}
+	if err := a.store.Delete(kindInstances, inst.id()); err != nil {
+		a.log.Error().Err(err).Str("instance_id", inst.id()).Msg("delete instance record")
+		a.retryLater(inst, 2*time.Second)
+		return
+	}
+	a.stopHealth(inst)
+	a.unindexTask(inst)
+	delete(a.instances, inst.id())
+	a.removeSandboxes(inst)
+	a.log.Info().Str("app_id", ap.id()).Str("instance_id", inst.id()).Msg("instance removed, reservation released")
+	a.touchApp(ap)
+	a.wakeWaiting()
+}
+
+// wakeWaiting gives instances that wait for resources another try.
+func (a *Agent) wakeWaiting() {
+	for _, inst := range a.instances {
+		if inst.rec.Goal == GoalRunning && inst.rec.Reservation == nil {
+			a.dirtyInstances[inst.id()] = true
+		}
+	}
+}
+
+// wakeAt makes the app's waiting instances try again at t.
+func (a *Agent) wakeAt(ap *app, t time.Time) {
+	if w, ok := a.wakeups[ap.id()]; ok && !w.After(t) && w.After(time.Now()) {
+		return
+	}
+	a.wakeups[ap.id()] = t
+	id := ap.id()
+	time.AfterFunc(time.Until(t)+time.Millisecond, func() {
+		a.post(func() {
+			delete(a.wakeups, id)
+			for _, inst := range a.appInstances(id) {
+				a.dirtyInstances[inst.id()] = true
+			}
+		})
+	})
+}
+
+// updateWaiting clears an app's waiting reason when nothing waits.
+func (a *Agent) updateWaiting(ap *app) {
+	if ap.waiting == "" {
+		return
+	}
+	for _, inst := range a.appInstances(ap.id()) {
+		if inst.rec.Goal == GoalRunning && (inst.rec.Reservation == nil || !inst.rec.Reservation.VolumesCreated) {
+			return
+		}
+	}
+	ap.waiting = ""
+	a.changed = true
+}
+
+// appSettled reports whether an app is where its last deployment wanted
+// it: the wanted number of tasks running (and healthy) at the current
+// configuration, and nothing else running.
+func (a *Agent) appSettled(ap *app) bool {
+	running := 0
+	for _, inst := range a.appInstances(ap.id()) {
+		t := inst.task()
+		switch inst.rec.Goal {
+		case GoalRunning:
+			if t == nil || t.State != TaskRunning || a.outdated(ap, inst) || !a.serving(ap, inst) {
+				return false
+			}
+			if t.ConfigVersion.Before(ap.rec.LastConfigChangeAt) {
+				return false
+			}
+			running++
+		case GoalStopped:
+			if t != nil && t.active() {
+				return false
+			}
+		case GoalDecommissioned:
+			return false
+		}
+	}
+	return running == ap.spec.Instances
+}
+
+// forgetApp deletes a removed app's records once its last instance is gone.
+func (a *Agent) forgetApp(ap *app) {
+	keys, err := a.store.Keys(kindVersions)
+	if err != nil {
+		a.log.Error().Err(err).Msg("list versions")
+		return
+	}
+	prefix := versionKeyPrefix(ap.id())
+	for _, k := range keys {
+		if len(k) > len(prefix) && k[:len(prefix)] == prefix {
+			if err := a.store.Delete(kindVersions, k); err != nil {
+				a.log.Error().Err(err).Msg("delete version")
+				return
+			}
+		}
+	}
+	if err := a.store.Delete(kindApps, safeKey(ap.id())); err != nil {
+		a.log.Error().Err(err).Msg("delete app")
+		return
+	}
+	delete(a.apps, ap.id())
+	if ap.deployID != "" {
+		a.finishDeployment(ap, true)
+	}
+	a.log.Info().Str("app_id", ap.id()).Msg("app removed")
+	a.bus.publish("app_terminated_event", map[string]any{"appId": ap.id()})
+	a.changed = true
+}

@@ -1,0 +1,294 @@
+package agent
+
+import (
+	"fmt"
+	"net"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/mesolite/mesolite/agent/marathon"
+)
+
+// Service ports come from Marathon's local port range.
+const (
+	servicePortMin = 10000
+	servicePortMax = 20000
+)
+
+// reserved sums what the instances hold, and lists their host ports.
+func (a *Agent) reserved() (cpus, mem, disk float64, ports map[int]string) {
+	ports = map[int]string{}
+	for _, inst := range a.instances {
+		r := inst.rec.Reservation
+		if r == nil {
+			continue
+		}
+		cpus += r.Cpus
+		mem += r.Mem
+		disk += r.Disk
+		for _, p := range r.HostPorts {
+			ports[p] = inst.id()
+		}
+	}
+	return cpus, mem, disk, ports
+}
+
+// reserve picks the resources, host ports and volume ids for an instance.
+// It returns a reason instead when the agent cannot hold them; the
+// instance then waits.
+func (a *Agent) reserve(ap *app, inst *instance) (*Reservation, string) {
+	spec := ap.spec
+	if reason := a.checkConstraints(ap, inst); reason != "" {
+		return nil, reason
+	}
+	cpus, mem, disk, used := a.reserved()
+	needDisk := spec.Disk + spec.PersistentDisk()
+	switch {
+	case cpus+spec.Cpus > a.cfg.Cpus+1e-9:
+		return nil, fmt.Sprintf("insufficient cpus: need %s, %s unreserved", fmtNum(spec.Cpus), fmtNum(max(0, a.cfg.Cpus-cpus)))
+	case mem+spec.Mem > a.cfg.MemMiB+1e-9:
+		return nil, fmt.Sprintf("insufficient mem: need %s MiB, %s MiB unreserved", fmtNum(spec.Mem), fmtNum(max(0, a.cfg.MemMiB-mem)))
+	case disk+needDisk > a.cfg.DiskMiB+1e-9:
+		return nil, fmt.Sprintf("insufficient disk: need %s MiB, %s MiB unreserved", fmtNum(needDisk), fmtNum(max(0, a.cfg.DiskMiB-disk)))
+	}
+	ports, reason := a.pickHostPorts(spec, used)
+	if reason != "" {
+		return nil, reason
+	}
+	r := &Reservation{Cpus: spec.Cpus, Mem: spec.Mem, Disk: needDisk, HostPorts: ports, Created: time.Now().UTC()}
+	for _, v := range spec.PersistentVolumes() {
+		u := newUUID()
+		r.Volumes = append(r.Volumes, ReservedVolume{
+			ContainerPath: v.ContainerPath,
+			PersistenceID: marathon.SafeID(spec.ID) + "#" + v.ContainerPath + "#" + u,
+			UUID:          u,
+			SizeMiB:       v.Persistent.Size,
+		})
+	}
+	return r, ""
+}
+
+// pickHostPorts chooses the host ports of a new reservation: fixed ones as
+// asked, dynamic ones from the agent's range, skipping ports other
+// reservations hold and ports something else on the machine listens on.
+func (a *Agent) pickHostPorts(spec *marathon.App, used map[int]string) ([]int, string) {
+	var want []int // 0 = dynamic
+	if spec.NetworkMode() == marathon.NetworkHost {
+		for _, pd := range spec.PortDefinitions {
+			if spec.RequirePorts {
+				want = append(want, pd.Port)
+			} else {
+				want = append(want, 0)
+			}
+		}
+	} else {
+		for _, pm := range spec.PortMappings() {
+			if pm.HostPort != nil {
+				want = append(want, *pm.HostPort)
+			}
+		}
+	}
+	out := make([]int, len(want))
+	taken := map[int]bool{}
+	for p := range used {
+		taken[p] = true
+	}
+	for i, p := range want {
+		if p == 0 {
+			continue
+		}
+		if owner, ok := used[p]; ok {
+			return nil, fmt.Sprintf("insufficient ports: host port %d is reserved by %s", p, owner)
+		}
+		if !a.portFree(p) {
+			return nil, fmt.Sprintf("insufficient ports: host port %d is in use by another process on %s", p, a.cfg.PublishAddress)
+		}
+		out[i] = p
+		taken[p] = true
+	}
+	next := a.cfg.PortMin
+	for i, p := range want {
+		if p != 0 {
+			continue
+		}
+		for ; next <= a.cfg.PortMax; next++ {
+			if !taken[next] && a.portFree(next) {
+				break
+			}
+		}
+		if next > a.cfg.PortMax {
+			return nil, fmt.Sprintf("insufficient ports: no free host port left in %d-%d", a.cfg.PortMin, a.cfg.PortMax)
+		}
+		out[i] = next
+		taken[next] = true
+		next++
+	}
+	return out, ""
+}
+
+// portFree reports whether nothing listens on the port at the publish
+// address (TCP).
+func (a *Agent) portFree(port int) bool {
+	l, err := net.Listen("tcp", net.JoinHostPort(a.cfg.PublishAddress, strconv.Itoa(port)))
+	if err != nil {
+		return false
+	}
+	_ = l.Close()
+	return true
+}
+
+// checkConstraints evaluates an app's constraints against this one agent.
+// The agent's only attribute is its hostname.
+func (a *Agent) checkConstraints(ap *app, inst *instance) string {
+	others := 0
+	for _, o := range a.appInstances(ap.id()) {
+		if o != inst && o.rec.Reservation != nil && o.rec.Goal == GoalRunning {
+			others++
+		}
+	}
+	for _, c := range ap.spec.Constraints {
+		if len(c) < 2 {
+			continue
+		}
+		field, op := c[0], strings.ToUpper(c[1])
+		value := ""
+		if len(c) > 2 {
+			value = c[2]
+		}
+		attr, has := "", false
+		if field == "hostname" || field == "@hostname" {
+			attr, has = a.cfg.Hostname, true
+		}
+		desc := fmt.Sprintf("constraint %q not satisfied", strings.Join(c, ":"))
+		switch op {
+		case "UNIQUE":
+			if others > 0 {
+				return desc + ": this single-machine agent can run only one instance"
+			}
+		case "CLUSTER", "IS":
+			if !has || (value != "" && attr != value) {
+				return desc + ": the agent's " + field + " is " + describeAttr(attr, has)
+			}
+		case "LIKE":
+			if !has || !fullMatch(value, attr) {
+				return desc + ": the agent's " + field + " is " + describeAttr(attr, has)
+			}
+		case "UNLIKE":
+			if has && fullMatch(value, attr) {
+				return desc + ": the agent's " + field + " is " + describeAttr(attr, has)
+			}
+		case "MAX_PER":
+			n, _ := strconv.Atoi(value)
+			if others >= n {
+				return fmt.Sprintf("%s: at most %d instances per %s", desc, n, field)
+			}
+		}
+	}
+	return ""
+}
+
+func describeAttr(v string, has bool) string {
+	if !has {
+		return "not set"
+	}
+	return strconv.Quote(v)
+}
+
+func fullMatch(expr, s string) bool {
+	re, err := regexp.Compile("^(?:" + expr + ")$")
+	return err == nil && re.MatchString(s)
+}
+
+// assignServicePorts gives every service port 0 of an app a port of
+// Marathon's local range that no other app uses, and refuses a fixed one
+// another app has.
+func (a *Agent) assignServicePorts(spec *marathon.App) error {
+	used := map[int]string{}
+	for _, ap := range a.apps {
+		if ap.id() == spec.ID {
+			continue
+		}
+		for _, p := range servicePorts(ap.spec) {
+			used[p] = ap.id()
+		}
+	}
+	refs := servicePortRefs(spec)
+	for _, ref := range refs {
+		if p := *ref; p != 0 {
+			if owner, ok := used[p]; ok {
+				return &marathon.ValidationError{Details: []marathon.Detail{{Path: "/", Errors: []string{
+					fmt.Sprintf("Requested service port %d conflicts with a service port in app %s", p, owner)}}}}
+			}
+			used[p] = spec.ID
+		}
+	}
+	next := servicePortMin
+	for _, ref := range refs {
+		if *ref != 0 {
+			continue
+		}
+		for ; next < servicePortMax; next++ {
+			if _, ok := used[next]; !ok {
+				break
+			}
+		}
+		if next >= servicePortMax {
+			return &marathon.ValidationError{Details: []marathon.Detail{{Path: "/", Errors: []string{"no service port left in 10000-20000"}}}}
+		}
+		*ref = next
+		used[next] = spec.ID
+		next++
+	}
+	return nil
+}
+
+func servicePortRefs(spec *marathon.App) []*int {
+	var out []*int
+	if spec.NetworkMode() == marathon.NetworkHost {
+		for i := range spec.PortDefinitions {
+			out = append(out, &spec.PortDefinitions[i].Port)
+		}
+		return out
+	}
+	if spec.Container != nil {
+		for i := range spec.Container.PortMappings {
+			out = append(out, &spec.Container.PortMappings[i].ServicePort)
+		}
+	}
+	return out
+}
+
+// servicePorts lists an app's service ports.
+func servicePorts(spec *marathon.App) []int {
+	out := []int{}
+	for _, r := range servicePortRefs(spec) {
+		out = append(out, *r)
+	}
+	return out
+}
+
+func fmtNum(x float64) string {
+	return strconv.FormatFloat(x, 'f', -1, 64)
+}
+
+// sortInstancesForStart orders stopped instances for reuse on scale up:
+// oldest reservation first, then instance id. Documented in the README.
+func sortInstancesForStart(list []*instance) {
+	sort.SliceStable(list, func(i, j int) bool {
+		ri, rj := list[i].rec.Reservation, list[j].rec.Reservation
+		ti, tj := list[i].rec.Created, list[j].rec.Created
+		if ri != nil {
+			ti = ri.Created
+		}
+		if rj != nil {
+			tj = rj.Created
+		}
+		if !ti.Equal(tj) {
+			return ti.Before(tj)
+		}
+		return list[i].id() < list[j].id()
+	})
+}

@@ -1,0 +1,323 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/mesolite/mesolite/sandbox"
+)
+
+// recoveryReport counts what the first sync after a start found.
+type recoveryReport struct {
+	Done        bool      `json:"done"`
+	At          time.Time `json:"at,omitzero"`
+	Adopted     int       `json:"adopted"`
+	Relaunched  int       `json:"relaunched"`
+	Orphans     int       `json:"orphans"`
+	Unreadable  int       `json:"unreadable"`
+	TookSeconds float64   `json:"tookSeconds"`
+}
+
+// startSync reads every container of this agent from Docker on a worker
+// and hands the list to onSync. It runs at start, after the event stream
+// reconnects, and periodically as a safety net for missed events.
+func (a *Agent) startSync(reason string) {
+	if a.syncing {
+		return
+	}
+	a.syncing = true
+	start := time.Now()
+	a.goWork(func(ctx context.Context) {
+		list, err := a.rt.List(ctx)
+		if err == nil {
+			// Exit codes and times of stopped containers need an inspect.
+			for i, c := range list {
+				if !c.Running {
+					if d, ierr := a.rt.Inspect(ctx, c.ID); ierr == nil {
+						list[i] = d
+					}
+				}
+			}
+		}
+		a.post(func() {
+			a.syncing = false
+			a.onSync(reason, list, err, time.Since(start))
+		})
+	})
+}
+
+// onSync compares what Docker runs with what the tasks say, and settles
+// each difference:
+//   - a running container of an active task is adopted as it is (not
+//     restarted), and its health checks resume with their history;
+//   - an active task whose container stopped or vanished is reported
+//     TASK_FAILED ("Executor terminated" after an agent restart) and
+//     relaunched in place; a KILLING one is recorded TASK_KILLED;
+//   - a STAGING task without a running container has its launch finished
+//     (create is idempotent: the name is derived from the task);
+//   - a stopped container of an ended task is removed;
+//   - a container of this agent that no task owns is an orphan: removed
+//     after the orphan grace period (only reported in dry-run mode).
+func (a *Agent) onSync(reason string, list []sandbox.Container, err error, took time.Duration) {
+	if err != nil {
+		if a.dockerUp || !a.synced {
+			a.log.Warn().Err(err).Str("reason", reason).Msg("docker unavailable; tasks keep their last known state, retrying")
+		}
+		a.dockerUp = false
+		if !a.synced {
+			a.retrySync(2 * time.Second)
+		}
+		return
+	}
+	first := !a.synced
+	if !a.dockerUp && a.synced {
+		a.log.Info().Msg("docker answers again; reconciling")
+	}
+	a.synced, a.dockerUp = true, true
+	byTask := map[string]sandbox.Container{}
+	for _, c := range list {
+		byTask[c.TaskID()] = c
+	}
+	owned := map[string]bool{}
+	adopted, relaunched := 0, 0
+	for _, inst := range a.sortedInstances() {
+		t := inst.task()
+		if t == nil {
+			continue
+		}
+		c, found := byTask[t.ID]
+		if found {
+			owned[c.ID] = true
+		}
+		if inst.busy != "" {
+			continue
+		}
+		ap := a.apps[inst.rec.AppID]
+		switch {
+		case !t.active():
+			if found {
+				a.cleanup(inst, t)
+			}
+		case found && c.Running:
+			if t.State == TaskKilling {
+				a.touchInstance(inst)
+				continue
+			}
+			if !inst.adopted || t.State != TaskRunning || t.DockerID != c.ID {
+				a.adopt(inst, c)
+				if first {
+					adopted++
+				}
+			}
+		case found && c.State == "created" && t.State == TaskStaging:
+			a.touchInstance(inst) // step finishes the launch: start it
+		case t.State == TaskKilling:
+			code := c.ExitCode
+			t.ExitCode = &code
+			t.State = TaskKilled
+			t.EndedAt = time.Now().UTC()
+			t.Message = "Task killed: " + t.KillReason
+			a.saveInstance(inst)
+			if ap != nil {
+				a.emitStatus(ap, inst, t)
+			}
+			a.touchInstance(inst)
+			if found {
+				a.cleanup(inst, t)
+			}
+		case t.State == TaskStaging && !found:
+			a.touchInstance(inst) // step finishes the launch: create it
+		default:
+			// The container stopped or vanished while nobody watched.
+			if ap == nil {
+				continue
+			}
+			msg := "Executor terminated"
+			if !first {
+				msg = "Container stopped while its events were missed"
+			}
+			a.stopHealth(inst)
+			t.State = TaskFailed
+			t.Message = msg
+			t.EndedAt = time.Now().UTC()
+			if found && c.Detailed {
+				code := c.ExitCode
+				t.ExitCode = &code
+				if !c.FinishedAt.IsZero() {
+					t.EndedAt = c.FinishedAt.UTC()
+				}
+			}
+			ap.delay.fail(time.Now(), ap.spec)
+			a.recordFailure(ap, inst, t)
+			a.saveInstance(inst)
+			a.emitStatus(ap, inst, t)
+			a.log.Warn().Str("task_id", t.ID).Str("reason", msg).Msg("task lost its container; relaunching in place")
+			relaunched++
+			a.touchInstance(inst)
+			if found {
+				a.cleanup(inst, t)
+			}
+		}
+	}
+	orphans := a.handleOrphans(list, owned)
+	for _, inst := range a.instances {
+		a.dirtyInstances[inst.id()] = true
+	}
+	a.changed = true
+	if first {
+		a.recovery = recoveryReport{
+			Done: true, At: time.Now().UTC(), Adopted: adopted, Relaunched: relaunched,
+			Orphans: orphans, Unreadable: len(a.aside), TookSeconds: took.Seconds(),
+		}
+		a.log.Info().Int("adopted", adopted).Int("relaunched", relaunched).Int("orphans", orphans).
+			Int("unreadable", len(a.aside)).Int("apps", len(a.apps)).Int("instances", len(a.instances)).
+			Dur("took", took).Msg("recovered")
+		a.bus.publish("mesolite_recovered_event", map[string]any{
+			"adopted": adopted, "relaunched": relaunched, "orphans": orphans, "unreadable": len(a.aside),
+		})
+	}
+}
+
+func (a *Agent) retrySync(d time.Duration) {
+	time.AfterFunc(d, func() { a.post(func() { a.startSync("retry") }) })
+}
+
+// adopt takes a running container as the task's own: same container, same
+// task id, TASK_RUNNING; logs and health checks resume.
+func (a *Agent) adopt(inst *instance, c sandbox.Container) {
+	t := inst.task()
+	ap := a.apps[inst.rec.AppID]
+	changed := t.State != TaskRunning || t.DockerID != c.ID || t.IPAddress != c.IPAddress
+	t.DockerID = c.ID
+	t.IPAddress = c.IPAddress
+	if t.State != TaskRunning {
+		t.State = TaskRunning
+		t.Message = ""
+		if !c.StartedAt.IsZero() {
+			t.StartedAt = c.StartedAt.UTC()
+		} else if t.StartedAt.IsZero() {
+			t.StartedAt = time.Now().UTC()
+		}
+	}
+	inst.adopted = true
+	if changed {
+		a.saveInstance(inst)
+		if ap != nil {
+			a.emitStatus(ap, inst, t)
+		}
+	}
+	a.indexTask(inst)
+	a.log.Info().Str("task_id", t.ID).Str("container_id", shortID(c.ID)).Msg("container adopted")
+	if ap != nil {
+		a.watchTask(ap, inst)
+	}
+	a.touchInstance(inst)
+}
+
+// handleOrphans removes containers of this agent that no task owns, after
+// the grace period. Containers of other agents are never listed here: List
+// filters on this agent's id.
+func (a *Agent) handleOrphans(list []sandbox.Container, owned map[string]bool) int {
+	n := 0
+	seen := map[string]bool{}
+	for _, c := range list {
+		if owned[c.ID] {
+			continue
+		}
+		n++
+		seen[c.ID] = true
+		first, ok := a.orphans[c.ID]
+		if !ok {
+			first = time.Now()
+			a.orphans[c.ID] = first
+			a.log.Warn().Str("container_id", shortID(c.ID)).Str("name", c.Name).Str("task_id", c.TaskID()).
+				Dur("grace", a.cfg.OrphanGrace).Bool("dry_run", a.cfg.OrphanDryRun).Msg("orphan container: no task owns it")
+		}
+		// A stale incarnation of a known instance goes at once: it must
+		// never run beside its successor on the same volume.
+		stale := false
+		if inst := a.instances[c.Labels[sandbox.LabelInstanceID]]; inst != nil {
+			stale = true
+		}
+		if a.cfg.OrphanDryRun || (!stale && time.Since(first) < a.cfg.OrphanGrace) {
+			continue
+		}
+		id, name := c.ID, c.Name
+		delete(a.orphans, c.ID)
+		a.goWork(func(ctx context.Context) {
+			err := a.rt.Stop(ctx, id, a.cfg.KillGracePeriod)
+			if err == nil {
+				err = a.rt.Remove(ctx, id)
+			}
+			if err != nil {
+				a.log.Warn().Err(err).Str("container_id", shortID(id)).Msg("remove orphan container")
+				return
+			}
+			a.log.Info().Str("container_id", shortID(id)).Str("name", name).Msg("orphan container removed")
+		})
+	}
+	for id := range a.orphans {
+		if !seen[id] {
+			delete(a.orphans, id)
+		}
+	}
+	return n
+}
+
+// onDockerEvent handles a container event of this agent.
+func (a *Agent) onDockerEvent(ev sandbox.Event) {
+	if !a.dockerUp && a.synced {
+		a.dockerUp = true
+	}
+	inst := a.taskIndex[ev.TaskID]
+	if inst == nil {
+		return
+	}
+	t := inst.task()
+	if t == nil || t.ID != ev.TaskID {
+		return
+	}
+	switch ev.Action {
+	case "oom":
+		inst.oom = true
+	case "die", "destroy":
+		if !t.active() {
+			return
+		}
+		if inst.busy != "" {
+			if inst.busy == "launch" {
+				e := ev
+				inst.exitSeen = &e
+			}
+			return
+		}
+		if t.State == TaskKilling {
+			return // the kill in flight, or the next sync, records it
+		}
+		a.onExit(inst, ev.ExitCode, ev.Time, inst.oom)
+	}
+}
+
+// indexTask maps the instance's current task id to it, for events.
+func (a *Agent) indexTask(inst *instance) {
+	if t := inst.task(); t != nil {
+		a.taskIndex[t.ID] = inst
+	}
+}
+
+func (a *Agent) unindexTask(inst *instance) {
+	if t := inst.task(); t != nil {
+		delete(a.taskIndex, t.ID)
+	}
+}
+
+func shortID(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
+}
+
+// isUnavailable reports whether err says Docker does not answer.
+func isUnavailable(err error) bool { return errors.Is(err, sandbox.ErrUnavailable) }

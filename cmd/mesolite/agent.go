@@ -1,0 +1,202 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/mattn/go-isatty"
+	"github.com/rs/zerolog"
+
+	"github.com/mesolite/mesolite/agent"
+	"github.com/mesolite/mesolite/agent/api"
+	"github.com/mesolite/mesolite/sandbox"
+	"github.com/mesolite/mesolite/store"
+)
+
+const agentUsage = `usage: mesolite agent [--config agent.toml] [--listen ADDR] [--work-dir DIR]
+                      [--log-level LEVEL] [--log-format auto|console|json]
+
+Runs the master and the agent in one process: the Marathon API on --listen,
+tasks as Docker containers, state and volumes under --work-dir. Stopping it
+(Ctrl-C, SIGTERM) leaves the containers running; the next start adopts them.
+`
+
+// runAgent is "mesolite agent".
+func runAgent(args []string, stderr io.Writer) int {
+	fs := flag.NewFlagSet("agent", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, agentUsage); fs.PrintDefaults() }
+	configPath := fs.String("config", "agent.toml", "configuration file")
+	listen := fs.String("listen", "", "API address (overrides listen)")
+	workDir := fs.String("work-dir", "", "work directory (overrides work_dir)")
+	logLevel := fs.String("log-level", "", "debug, info, warn or error (overrides log_level)")
+	logFormat := fs.String("log-format", "", "auto, console or json (overrides log_format)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "mesolite agent: unexpected argument %q\n", fs.Arg(0))
+		return 2
+	}
+	explicit := false
+	fs.Visit(func(f *flag.Flag) {
+		if f.Name == "config" {
+			explicit = true
+		}
+	})
+	cfg, err := loadConfig(*configPath, explicit)
+	if err != nil {
+		fmt.Fprintf(stderr, "mesolite agent: %v\n", err)
+		return 2
+	}
+	if *listen != "" {
+		cfg.Listen = *listen
+	}
+	if *workDir != "" {
+		cfg.WorkDir = *workDir
+	}
+	if *logLevel != "" {
+		cfg.LogLevel = *logLevel
+	}
+	if *logFormat != "" {
+		cfg.LogFormat = *logFormat
+	}
+	if err := cfg.validate(); err != nil {
+		fmt.Fprintf(stderr, "mesolite agent: %v\n", err)
+		return 2
+	}
+	log := newLogger(stderr, cfg.LogLevel, cfg.LogFormat)
+	if err := serveAgent(cfg, log); err != nil {
+		log.Error().Err(err).Msg("agent failed")
+		return 1
+	}
+	return 0
+}
+
+func newLogger(w io.Writer, level, format string) zerolog.Logger {
+	lvl, err := zerolog.ParseLevel(level)
+	if err != nil {
+		lvl = zerolog.InfoLevel
+	}
+	zerolog.TimeFieldFormat = time.RFC3339Nano
+	out := w
+	tty := false
+	if f, ok := w.(*os.File); ok {
+		tty = isatty.IsTerminal(f.Fd())
+	}
+	if format == "console" || (format == "auto" && tty) {
+		out = zerolog.ConsoleWriter{Out: w, TimeFormat: "15:04:05.000", NoColor: !tty}
+	}
+	return zerolog.New(out).Level(lvl).With().Timestamp().Logger()
+}
+
+func serveAgent(cfg fileConfig, log zerolog.Logger) error {
+	if !isLoopback(cfg.Listen) && cfg.Security.Token == "" {
+		if !cfg.Security.Insecure {
+			return fmt.Errorf("listen %s is not a loopback address and no [security] token is set: anyone who can reach it could run containers on this machine; set a token in agent.toml (or insecure = true to accept the risk)", cfg.Listen)
+		}
+		log.Warn().Str("listen", cfg.Listen).Msg("API open to the network without a token (insecure = true)")
+	}
+	st, err := store.Open(cfg.WorkDir)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+
+	cpus, mem, disk := machineResources(st.WorkDir())
+	if cfg.Resources.Cpus > 0 {
+		cpus = cfg.Resources.Cpus
+	}
+	if cfg.Resources.Mem > 0 {
+		mem = cfg.Resources.Mem
+	}
+	if cfg.Resources.Disk > 0 {
+		disk = cfg.Resources.Disk
+	}
+	portMin, portMax, _ := parsePortRange(cfg.Resources.Ports)
+	roots := make([]string, len(cfg.HostPathRoots))
+	for i, r := range cfg.HostPathRoots {
+		roots[i] = filepath.Clean(r)
+	}
+	acfg := agent.Config{
+		Hostname: cfg.Hostname, PublishAddress: cfg.PublishAddress, Role: cfg.Role,
+		Cpus: cpus, MemMiB: mem, DiskMiB: disk, PortMin: portMin, PortMax: portMax,
+		HostPathRoots: roots, AllowPrivileged: cfg.Tasks.AllowPrivileged, CPUQuota: cfg.Tasks.CPUQuota,
+		KillGracePeriod: cfg.Tasks.KillGracePeriod.Duration, ReconcileInterval: cfg.Recovery.ReconcileInterval.Duration,
+		OrphanGrace: cfg.Recovery.OrphanGrace.Duration, OrphanDryRun: cfg.Recovery.OrphanDryRun,
+		BackoffResetAfter: cfg.Tasks.BackoffResetAfter.Duration,
+		Version: version, Logger: log,
+	}
+	var docker *sandbox.Docker
+	a, err := agent.New(acfg, st, func(agentID string) (agent.Runtime, error) {
+		d, err := sandbox.NewDocker(sandbox.DockerConfig{Host: cfg.DockerHost, AgentID: agentID, Logger: log})
+		docker = d
+		return d, err
+	})
+	if err != nil {
+		return err
+	}
+	defer docker.Close()
+
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w (is another agent or Marathon running there? pass --listen to use another address)", cfg.Listen, err)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	vctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	dv, apiv, verr := docker.Version(vctx)
+	cancel()
+	ev := log.Info().Str("listen", "http://"+cfg.Listen).Str("work_dir", st.WorkDir()).Str("agent_id", a.AgentID()).
+		Float64("cpus", cpus).Float64("mem_mib", mem).Float64("disk_mib", disk).Str("ports", cfg.Resources.Ports)
+	if verr != nil {
+		log.Warn().Err(verr).Msg("docker does not answer yet; the agent keeps its state and retries")
+	} else {
+		ev = ev.Str("docker", dv).Str("docker_api", apiv)
+	}
+	ev.Str("version", version).Msg("mesolite agent starting")
+
+	srv := &http.Server{
+		Handler: api.New(a, api.Config{
+			Token: cfg.Security.Token, Version: version, Leader: cfg.Listen, Hostname: cfg.Hostname, Logger: log,
+		}),
+		ReadHeaderTimeout: 10 * time.Second,
+		MaxHeaderBytes:    api.MaxHeaderBytes,
+		ErrorLog:          nil,
+	}
+	srvErr := make(chan error, 1)
+	go func() { srvErr <- srv.Serve(ln) }()
+	runErr := make(chan error, 1)
+	go func() { runErr <- a.Run(ctx) }()
+
+	select {
+	case <-ctx.Done():
+	case err := <-srvErr:
+		stop()
+		<-runErr
+		return fmt.Errorf("api server: %w", err)
+	case err := <-runErr:
+		stop()
+		return err
+	}
+	log.Info().Msg("stopping: containers keep running and are adopted on the next start")
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = srv.Shutdown(sctx)
+	if err := <-runErr; err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	log.Info().Msg("stopped")
+	return nil
+}

@@ -1,0 +1,215 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/BurntSushi/toml"
+)
+
+// fileConfig is agent.toml. Every key is documented in the shipped
+// agent.toml; unknown keys are refused.
+type fileConfig struct {
+	Listen         string   `toml:"listen"`
+	WorkDir        string   `toml:"work_dir"`
+	Hostname       string   `toml:"hostname"`
+	PublishAddress string   `toml:"publish_address"`
+	Role           string   `toml:"role"`
+	DockerHost     string   `toml:"docker_host"`
+	HostPathRoots  []string `toml:"host_path_roots"`
+	LogLevel       string   `toml:"log_level"`
+	LogFormat      string   `toml:"log_format"`
+
+	Resources resourcesConfig `toml:"resources"`
+	Tasks     tasksConfig     `toml:"tasks"`
+	Recovery  recoveryConfig  `toml:"recovery"`
+	Security  securityConfig  `toml:"security"`
+}
+
+type resourcesConfig struct {
+	Cpus  float64 `toml:"cpus"`
+	Mem   float64 `toml:"mem"`
+	Disk  float64 `toml:"disk"`
+	Ports string  `toml:"ports"`
+}
+
+type tasksConfig struct {
+	KillGracePeriod   duration `toml:"kill_grace_period"`
+	AllowPrivileged   bool     `toml:"allow_privileged"`
+	CPUQuota          bool     `toml:"cpu_quota"`
+	BackoffResetAfter duration `toml:"backoff_reset_after"`
+}
+
+type recoveryConfig struct {
+	ReconcileInterval duration `toml:"reconcile_interval"`
+	OrphanGrace       duration `toml:"orphan_grace"`
+	OrphanDryRun      bool     `toml:"orphan_dry_run"`
+}
+
+type securityConfig struct {
+	Token    string `toml:"token"`
+	Insecure bool   `toml:"insecure"`
+}
+
+// duration reads "30s", "5m" and the like.
+type duration struct{ time.Duration }
+
+func (d *duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("%q is not a duration (use e.g. \"30s\" or \"5m\")", string(b))
+	}
+	if v < 0 {
+		return fmt.Errorf("%q: a duration may not be negative", string(b))
+	}
+	d.Duration = v
+	return nil
+}
+
+func defaultFileConfig() fileConfig {
+	return fileConfig{
+		Listen:         "127.0.0.1:8080",
+		WorkDir:        "mesolite-work",
+		Hostname:       "127.0.0.1",
+		PublishAddress: "127.0.0.1",
+		Role:           "marathon",
+		LogLevel:       "info",
+		LogFormat:      "auto",
+		Resources:      resourcesConfig{Ports: "31000-32000"},
+		Tasks: tasksConfig{
+			KillGracePeriod:   duration{10 * time.Second},
+			BackoffResetAfter: duration{time.Minute},
+		},
+		Recovery: recoveryConfig{
+			ReconcileInterval: duration{30 * time.Second},
+			OrphanGrace:       duration{time.Minute},
+		},
+	}
+}
+
+// loadConfig reads path over the defaults. A missing file is an error only
+// when it was named explicitly. A relative work_dir is taken relative to
+// the file's directory.
+func loadConfig(path string, explicit bool) (fileConfig, error) {
+	cfg := defaultFileConfig()
+	if path == "" {
+		return cfg, nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) && !explicit {
+			return cfg, nil
+		}
+		return cfg, fmt.Errorf("read config: %w", err)
+	}
+	md, err := toml.Decode(string(b), &cfg)
+	if err != nil {
+		return cfg, fmt.Errorf("config %s: %w", path, err)
+	}
+	if und := md.Undecoded(); len(und) > 0 {
+		keys := make([]string, len(und))
+		for i, k := range und {
+			keys[i] = k.String()
+		}
+		sort.Strings(keys)
+		return cfg, fmt.Errorf("config %s: unknown key(s) %s; see the shipped agent.toml for the keys there are", path, strings.Join(keys, ", "))
+	}
+	if cfg.WorkDir != "" && !filepath.IsAbs(cfg.WorkDir) {
+		cfg.WorkDir = filepath.Join(filepath.Dir(path), cfg.WorkDir)
+	}
+	return cfg, nil
+}
+
+// validate checks the values and fills what the machine decides.
+func (c *fileConfig) validate() error {
+	var errs []string
+	add := func(format string, args ...any) { errs = append(errs, fmt.Sprintf(format, args...)) }
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		add("listen %q: want host:port, e.g. 127.0.0.1:8080", c.Listen)
+	}
+	if c.WorkDir == "" {
+		add("work_dir is empty: set a directory for mesolite's state and volumes")
+	}
+	if net.ParseIP(c.PublishAddress) == nil {
+		add("publish_address %q: want an IP address, e.g. 127.0.0.1 or 0.0.0.0", c.PublishAddress)
+	}
+	if c.Hostname == "" {
+		add("hostname is empty")
+	}
+	if c.Role == "" || c.Role == "." || c.Role == ".." || strings.ContainsAny(c.Role, "/\\ \x00") {
+		add("role %q: want a plain name such as marathon", c.Role)
+	}
+	for _, r := range c.HostPathRoots {
+		if !filepath.IsAbs(r) || filepath.Clean(r) == "/" {
+			add("host_path_roots: %q must be an absolute directory other than /", r)
+		}
+	}
+	if c.Resources.Cpus < 0 || c.Resources.Mem < 0 || c.Resources.Disk < 0 {
+		add("resources: cpus, mem and disk may not be negative (0 means what the machine has)")
+	}
+	if _, _, err := parsePortRange(c.Resources.Ports); err != nil {
+		add("resources.ports: %v", err)
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		add("log_level %q: want debug, info, warn or error", c.LogLevel)
+	}
+	switch c.LogFormat {
+	case "auto", "console", "json":
+	default:
+		add("log_format %q: want auto, console or json", c.LogFormat)
+	}
+	if len(errs) > 0 {
+		return errors.New("invalid configuration:\n  " + strings.Join(errs, "\n  "))
+	}
+	return nil
+}
+
+// parsePortRange reads "31000-32000".
+func parsePortRange(s string) (int, int, error) {
+	lo, hi, ok := strings.Cut(s, "-")
+	a, err1 := strconv.Atoi(strings.TrimSpace(lo))
+	b, err2 := strconv.Atoi(strings.TrimSpace(hi))
+	if !ok || err1 != nil || err2 != nil || a < 1 || b > 65535 || a > b {
+		return 0, 0, fmt.Errorf("%q: want a range such as 31000-32000 within 1-65535", s)
+	}
+	return a, b, nil
+}
+
+// machineResources is what the machine has: CPUs, memory in MiB, and the
+// free space under dir in MiB.
+func machineResources(dir string) (cpus, memMiB, diskMiB float64) {
+	cpus = float64(runtime.NumCPU())
+	var si syscall.Sysinfo_t
+	if err := syscall.Sysinfo(&si); err == nil {
+		memMiB = float64(uint64(si.Totalram)*uint64(si.Unit)) / (1 << 20)
+	}
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err == nil {
+		diskMiB = float64(st.Bavail*uint64(st.Bsize)) / (1 << 20)
+	}
+	return cpus, float64(int64(memMiB)), float64(int64(diskMiB))
+}
+
+// isLoopback reports whether a listen address only accepts local clients.
+func isLoopback(listen string) bool {
+	host, _, err := net.SplitHostPort(listen)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}

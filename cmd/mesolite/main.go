@@ -1,0 +1,59 @@
+// Command mesolite is DC/OS on one machine: "mesolite agent" runs the
+// Mesos master, Marathon and the Mesos agent in one process; the other
+// commands are the DC/OS CLI's "marathon" commands against its API.
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "0.1.0-dev"
+
+const usage = `mesolite: DC/OS on one machine (Mesos master, Marathon and Mesos agent in one binary)
+
+usage:
+  mesolite agent [--config agent.toml] [--listen ADDR] [--work-dir DIR]
+  mesolite [marathon] app add [FILE|-]
+  mesolite [marathon] app list [--json]
+  mesolite [marathon] app show ID
+  mesolite [marathon] app stop ID
+  mesolite [marathon] app start ID [N]
+  mesolite [marathon] app restart ID
+  mesolite [marathon] app update ID [key=value ...]
+  mesolite [marathon] app remove ID
+  mesolite [marathon] task list [--json] [APP]
+  mesolite [marathon] task show TASK
+  mesolite [marathon] task kill [--scale] [--wipe] TASK...
+  mesolite [marathon] task stop [--wipe] TASK
+  mesolite task log [--follow] [--stderr] [--lines N] TASK
+  mesolite version
+
+The client commands talk to --url, $MESOLITE_URL or http://127.0.0.1:8080,
+with the token in $MESOLITE_TOKEN when the agent requires one.
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+// run dispatches a command line and returns the exit code.
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	switch args[0] {
+	case "agent":
+		return runAgent(args[1:], stderr)
+	case "version", "--version":
+		fmt.Fprintf(stdout, "mesolite %s\n", version)
+		return 0
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	return runCLI(args, stdin, stdout, stderr)
+}

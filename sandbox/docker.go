@@ -1,0 +1,515 @@
+package sandbox
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/docker/docker/api/types"
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/events"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/image"
+	"github.com/docker/docker/api/types/network"
+	"github.com/docker/docker/client"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/rs/zerolog"
+)
+
+// Error classes of the Docker runtime.
+var (
+	// ErrNotFound: no such container.
+	ErrNotFound = errors.New("container not found")
+	// ErrImageUnavailable: the image is not present and could not be pulled.
+	ErrImageUnavailable = errors.New("image unavailable")
+	// ErrUnavailable: the Docker daemon does not answer.
+	ErrUnavailable = errors.New("docker daemon unavailable")
+	// ErrConflict: a container with the task's name belongs to someone else.
+	ErrConflict = errors.New("container name conflict")
+)
+
+// ImageError says which image could not be had, and why.
+type ImageError struct {
+	Image string
+	Err   error
+}
+
+func (e *ImageError) Error() string {
+	return fmt.Sprintf("image %q is not present locally and could not be pulled: %v", e.Image, e.Err)
+}
+
+func (e *ImageError) Is(target error) bool { return target == ErrImageUnavailable }
+
+func (e *ImageError) Unwrap() error { return e.Err }
+
+// dockerAPI is the part of the Docker client the runtime uses, so tests can
+// inject errors without a daemon.
+type dockerAPI interface {
+	ContainerCreate(ctx context.Context, config *container.Config, hostConfig *container.HostConfig, networkingConfig *network.NetworkingConfig, platform *ocispec.Platform, containerName string) (container.CreateResponse, error)
+	ContainerStart(ctx context.Context, containerID string, options container.StartOptions) error
+	ContainerStop(ctx context.Context, containerID string, options container.StopOptions) error
+	ContainerRemove(ctx context.Context, containerID string, options container.RemoveOptions) error
+	ContainerInspect(ctx context.Context, containerID string) (container.InspectResponse, error)
+	ContainerList(ctx context.Context, options container.ListOptions) ([]container.Summary, error)
+	ContainerLogs(ctx context.Context, containerID string, options container.LogsOptions) (io.ReadCloser, error)
+	ContainerExecCreate(ctx context.Context, containerID string, options container.ExecOptions) (container.ExecCreateResponse, error)
+	ContainerExecAttach(ctx context.Context, execID string, config container.ExecAttachOptions) (types.HijackedResponse, error)
+	ContainerExecInspect(ctx context.Context, execID string) (container.ExecInspect, error)
+	ImageInspect(ctx context.Context, imageID string, inspectOpts ...client.ImageInspectOption) (image.InspectResponse, error)
+	ImagePull(ctx context.Context, refStr string, options image.PullOptions) (io.ReadCloser, error)
+	Events(ctx context.Context, options events.ListOptions) (<-chan events.Message, <-chan error)
+	ServerVersion(ctx context.Context) (types.Version, error)
+	Close() error
+}
+
+var _ dockerAPI = (*client.Client)(nil)
+
+// Timeouts of Docker calls. Pulls, log streams, event streams and stops
+// have their own.
+const (
+	callTimeout = 30 * time.Second
+	pullTimeout = 30 * time.Minute
+)
+
+// DockerConfig configures the Docker runtime.
+type DockerConfig struct {
+	// Host is the daemon address, e.g. unix:///var/run/docker.sock. Empty
+	// means $DOCKER_HOST or the default socket.
+	Host    string
+	AgentID string
+	Logger  zerolog.Logger
+}
+
+// Docker runs tasks as Docker containers. It negotiates the API version
+// with the daemon, so an older Engine works with this client.
+type Docker struct {
+	api     dockerAPI
+	agentID string
+	log     zerolog.Logger
+}
+
+// NewDocker connects (lazily) to the Docker daemon.
+func NewDocker(cfg DockerConfig) (*Docker, error) {
+	opts := []client.Opt{client.FromEnv, client.WithAPIVersionNegotiation()}
+	if cfg.Host != "" {
+		opts = append(opts, client.WithHost(cfg.Host))
+	}
+	c, err := client.NewClientWithOpts(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("docker client: %w", err)
+	}
+	return &Docker{api: c, agentID: cfg.AgentID, log: cfg.Logger}, nil
+}
+
+// Close releases the client's connections.
+func (d *Docker) Close() error { return d.api.Close() }
+
+// Version returns the daemon's version and API version.
+func (d *Docker) Version(ctx context.Context) (string, string, error) {
+	ctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	v, err := d.api.ServerVersion(ctx)
+	if err != nil {
+		return "", "", classify(err, "docker version")
+	}
+	return v.Version, v.APIVersion, nil
+}
+
+// Container is what mesolite reads of a container.
+type Container struct {
+	ID         string
+	Name       string
+	Image      string
+	Labels     map[string]string
+	State      string // created, running, paused, restarting, removing, exited, dead
+	Running    bool
+	ExitCode   int
+	OOMKilled  bool
+	Error      string
+	StartedAt  time.Time
+	FinishedAt time.Time
+	IPAddress  string
+	Detailed   bool // from an inspect: exit code and times are known
+}
+
+// TaskID is the task the container runs.
+func (c Container) TaskID() string { return c.Labels[LabelTaskID] }
+
+// Event is a container event of this agent's containers.
+type Event struct {
+	ContainerID string
+	TaskID      string
+	Action      string // start, die, oom, destroy
+	ExitCode    int
+	Time        time.Time
+}
+
+// classify wraps a Docker error into this package's classes.
+func classify(err error, what string) error {
+	switch {
+	case err == nil:
+		return nil
+	case client.IsErrConnectionFailed(err):
+		return fmt.Errorf("%s: %w: %v", what, ErrUnavailable, err)
+	case cerrdefs.IsNotFound(err):
+		return fmt.Errorf("%s: %w: %v", what, ErrNotFound, err)
+	case cerrdefs.IsConflict(err):
+		return fmt.Errorf("%s: %w: %v", what, ErrConflict, err)
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}
+
+// Run makes sure the container of spec exists and runs. Creating it is
+// idempotent: when a container with the task's name exists and carries the
+// task's labels, it is adopted (and started if needed) instead of failing.
+// The image is pulled when missing (or always with ForcePull); progress
+// receives one line now and then while a pull lasts.
+func (d *Docker) Run(ctx context.Context, spec *TaskSpec, progress func(string)) (Container, error) {
+	cfg, hc, nc, err := spec.dockerConfig(d.agentID)
+	if err != nil {
+		return Container{}, err
+	}
+	name := spec.Name()
+	existing, err := d.Inspect(ctx, name)
+	switch {
+	case err == nil:
+		if existing.Labels[LabelAgentID] != d.agentID || existing.Labels[LabelTaskID] != spec.TaskID {
+			return Container{}, fmt.Errorf("%w: %s exists and belongs to task %q of agent %q", ErrConflict, name, existing.TaskID(), existing.Labels[LabelAgentID])
+		}
+	case errors.Is(err, ErrNotFound):
+		if err := d.ensureImage(ctx, spec.Image, spec.ForcePull, progress); err != nil {
+			return Container{}, err
+		}
+		cctx, cancel := context.WithTimeout(ctx, callTimeout)
+		_, err = d.api.ContainerCreate(cctx, cfg, hc, nc, nil, name)
+		cancel()
+		if err != nil && !cerrdefs.IsConflict(err) {
+			if cerrdefs.IsNotFound(err) {
+				return Container{}, &ImageError{Image: spec.Image, Err: err}
+			}
+			return Container{}, classify(err, "create container "+name)
+		}
+		existing, err = d.Inspect(ctx, name)
+		if err != nil {
+			return Container{}, err
+		}
+		if existing.Labels[LabelTaskID] != spec.TaskID {
+			return Container{}, fmt.Errorf("%w: %s was created by someone else", ErrConflict, name)
+		}
+	default:
+		return Container{}, err
+	}
+	if existing.Running {
+		return existing, nil
+	}
+	if existing.State != "created" {
+		// It ran and stopped already: the caller sees it as finished.
+		return existing, nil
+	}
+	sctx, cancel := context.WithTimeout(ctx, callTimeout)
+	err = d.api.ContainerStart(sctx, existing.ID, container.StartOptions{})
+	cancel()
+	if err != nil {
+		return existing, classify(err, "start container "+name)
+	}
+	return d.Inspect(ctx, existing.ID)
+}
+
+// ensureImage pulls the image when it is missing or forced.
+func (d *Docker) ensureImage(ctx context.Context, ref string, force bool, progress func(string)) error {
+	ictx, cancel := context.WithTimeout(ctx, callTimeout)
+	_, err := d.api.ImageInspect(ictx, ref)
+	cancel()
+	present := err == nil
+	if err != nil && !cerrdefs.IsNotFound(err) {
+		return classify(err, "inspect image "+ref)
+	}
+	if present && !force {
+		return nil
+	}
+	perr := d.pull(ctx, ref, progress)
+	switch {
+	case perr == nil:
+		return nil
+	case present:
+		d.log.Warn().Err(perr).Str("image", ref).Msg("force pull failed; using the local image")
+		return nil
+	case errors.Is(perr, ErrUnavailable), errors.Is(perr, context.Canceled):
+		return perr
+	}
+	return &ImageError{Image: ref, Err: perr}
+}
+
+// pullMessage is one line of the pull progress stream.
+type pullMessage struct {
+	ID             string `json:"id"`
+	Status         string `json:"status"`
+	ProgressDetail struct {
+		Current int64 `json:"current"`
+		Total   int64 `json:"total"`
+	} `json:"progressDetail"`
+	Error       string `json:"error"`
+	ErrorDetail struct {
+		Message string `json:"message"`
+	} `json:"errorDetail"`
+}
+
+func (d *Docker) pull(ctx context.Context, ref string, progress func(string)) error {
+	ctx, cancel := context.WithTimeout(ctx, pullTimeout)
+	defer cancel()
+	log := d.log.With().Str("image", ref).Logger()
+	log.Info().Msg("pulling image")
+	start := time.Now()
+	rc, err := d.api.ImagePull(ctx, ref, image.PullOptions{})
+	if err != nil {
+		return classify(err, "pull")
+	}
+	defer rc.Close()
+	type layer struct{ cur, total int64 }
+	layers := map[string]*layer{}
+	var last time.Time
+	sc := bufio.NewScanner(rc)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		var m pullMessage
+		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
+			continue
+		}
+		if m.Error != "" {
+			return errors.New(m.Error)
+		}
+		if m.ID != "" && m.ProgressDetail.Total > 0 {
+			l := layers[m.ID]
+			if l == nil {
+				l = &layer{}
+				layers[m.ID] = l
+			}
+			l.cur, l.total = m.ProgressDetail.Current, m.ProgressDetail.Total
+		}
+		if time.Since(last) >= time.Second {
+			last = time.Now()
+			var cur, total int64
+			for _, l := range layers {
+				cur += l.cur
+				total += l.total
+			}
+			line := fmt.Sprintf("pulling image %s: %s", ref, m.Status)
+			if total > 0 {
+				line = fmt.Sprintf("pulling image %s: %.1f of %.1f MiB in %d layers", ref, float64(cur)/(1<<20), float64(total)/(1<<20), len(layers))
+			}
+			log.Info().Msg(line)
+			if progress != nil {
+				progress(line)
+			}
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return classify(err, "read pull progress")
+	}
+	log.Info().Dur("took", time.Since(start)).Msg("image pulled")
+	return nil
+}
+
+// Stop stops a container: its stop signal, then SIGKILL after grace. A
+// missing or stopped container is not an error.
+func (d *Docker) Stop(ctx context.Context, id string, grace time.Duration) error {
+	secs := int(grace.Round(time.Second) / time.Second)
+	ctx, cancel := context.WithTimeout(ctx, grace+callTimeout)
+	defer cancel()
+	err := d.api.ContainerStop(ctx, id, container.StopOptions{Timeout: &secs})
+	if err != nil && cerrdefs.IsNotFound(err) {
+		return nil
+	}
+	return classify(err, "stop container "+id)
+}
+
+// Remove deletes a container (not its volumes, which are host
+// directories). A missing container is not an error.
+func (d *Docker) Remove(ctx context.Context, id string) error {
+	ctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	err := d.api.ContainerRemove(ctx, id, container.RemoveOptions{Force: true})
+	if err != nil && (cerrdefs.IsNotFound(err) || isRemovalInProgress(err)) {
+		return nil
+	}
+	return classify(err, "remove container "+id)
+}
+
+func isRemovalInProgress(err error) bool {
+	return cerrdefs.IsConflict(err) && strings.Contains(err.Error(), "already in progress")
+}
+
+// Inspect reads one container by id or name.
+func (d *Docker) Inspect(ctx context.Context, id string) (Container, error) {
+	ctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	r, err := d.api.ContainerInspect(ctx, id)
+	if err != nil {
+		return Container{}, classify(err, "inspect container "+id)
+	}
+	c := Container{
+		ID:       r.ID,
+		Name:     strings.TrimPrefix(r.Name, "/"),
+		Detailed: true,
+	}
+	if r.Config != nil {
+		c.Labels = r.Config.Labels
+		c.Image = r.Config.Image
+	}
+	if r.State != nil {
+		c.State = string(r.State.Status)
+		c.Running = r.State.Running
+		c.ExitCode = r.State.ExitCode
+		c.OOMKilled = r.State.OOMKilled
+		c.Error = r.State.Error
+		c.StartedAt, _ = time.Parse(time.RFC3339Nano, r.State.StartedAt)
+		c.FinishedAt, _ = time.Parse(time.RFC3339Nano, r.State.FinishedAt)
+	}
+	if r.NetworkSettings != nil {
+		c.IPAddress = r.NetworkSettings.IPAddress
+		for _, n := range r.NetworkSettings.Networks {
+			if n != nil && n.IPAddress != "" {
+				c.IPAddress = n.IPAddress
+				break
+			}
+		}
+	}
+	return c, nil
+}
+
+// List returns every container, running or not, labelled for this agent.
+func (d *Docker) List(ctx context.Context) ([]Container, error) {
+	ctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	list, err := d.api.ContainerList(ctx, container.ListOptions{
+		All:     true,
+		Filters: filters.NewArgs(filters.Arg("label", LabelAgentID+"="+d.agentID)),
+	})
+	if err != nil {
+		return nil, classify(err, "list containers")
+	}
+	out := make([]Container, 0, len(list))
+	for _, s := range list {
+		c := Container{ID: s.ID, Image: s.Image, Labels: s.Labels, State: string(s.State)}
+		if len(s.Names) > 0 {
+			c.Name = strings.TrimPrefix(s.Names[0], "/")
+		}
+		c.Running = c.State == "running"
+		if s.NetworkSettings != nil {
+			for _, n := range s.NetworkSettings.Networks {
+				if n != nil && n.IPAddress != "" {
+					c.IPAddress = n.IPAddress
+					break
+				}
+			}
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+// Events calls fn for each start, die, oom and destroy of this agent's
+// containers until ctx ends or the stream breaks; it returns the reason.
+func (d *Docker) Events(ctx context.Context, fn func(Event)) error {
+	f := filters.NewArgs(
+		filters.Arg("type", string(events.ContainerEventType)),
+		filters.Arg("label", LabelAgentID+"="+d.agentID),
+		filters.Arg("event", "start"),
+		filters.Arg("event", "die"),
+		filters.Arg("event", "oom"),
+		filters.Arg("event", "destroy"),
+	)
+	msgs, errs := d.api.Events(ctx, events.ListOptions{Filters: f})
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case err := <-errs:
+			if err == nil || errors.Is(err, io.EOF) {
+				return fmt.Errorf("event stream: %w: closed", ErrUnavailable)
+			}
+			return classify(err, "event stream")
+		case m := <-msgs:
+			ev := Event{
+				ContainerID: m.Actor.ID,
+				TaskID:      m.Actor.Attributes[LabelTaskID],
+				Action:      string(m.Action),
+				Time:        time.Unix(0, m.TimeNano),
+			}
+			if code, ok := m.Actor.Attributes["exitCode"]; ok {
+				ev.ExitCode, _ = strconv.Atoi(code)
+			}
+			fn(ev)
+		}
+	}
+}
+
+// Exec runs cmd inside a running container and returns its exit code and
+// the first KiB of its output. ctx bounds the whole run.
+func (d *Docker) Exec(ctx context.Context, id string, cmd []string) (int, string, error) {
+	r, err := d.api.ContainerExecCreate(ctx, id, container.ExecOptions{Cmd: cmd, AttachStdout: true, AttachStderr: true})
+	if err != nil {
+		return -1, "", classify(err, "exec in "+id)
+	}
+	hj, err := d.api.ContainerExecAttach(ctx, r.ID, container.ExecAttachOptions{})
+	if err != nil {
+		return -1, "", classify(err, "attach exec in "+id)
+	}
+	done := make(chan struct{})
+	go func() {
+		select {
+		case <-ctx.Done():
+			hj.Close()
+		case <-done:
+		}
+	}()
+	var out limitedBuffer
+	err = demux(hj.Reader, &out, &out, nil)
+	close(done)
+	hj.Close()
+	if ctx.Err() != nil {
+		return -1, out.String(), ctx.Err()
+	}
+	if err != nil && !errors.Is(err, io.EOF) {
+		return -1, out.String(), fmt.Errorf("read exec output: %w", err)
+	}
+	ictx, cancel := context.WithTimeout(context.WithoutCancel(ctx), callTimeout)
+	defer cancel()
+	for {
+		in, err := d.api.ContainerExecInspect(ictx, r.ID)
+		if err != nil {
+			return -1, out.String(), classify(err, "inspect exec")
+		}
+		if !in.Running {
+			return in.ExitCode, out.String(), nil
+		}
+		select {
+		case <-ictx.Done():
+			return -1, out.String(), ictx.Err()
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+type limitedBuffer struct {
+	b []byte
+}
+
+func (l *limitedBuffer) Write(p []byte) (int, error) {
+	if room := 1024 - len(l.b); room > 0 {
+		if len(p) < room {
+			room = len(p)
+		}
+		l.b = append(l.b, p[:room]...)
+	}
+	return len(p), nil
+}
+
+func (l *limitedBuffer) String() string { return string(l.b) }

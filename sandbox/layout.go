@@ -1,0 +1,246 @@
+// Package sandbox is the host side of a task: its sandbox directory, its
+// persistent volumes, and the Docker container that runs it. It imports
+// neither the agent nor the store; the agent hands it a TaskSpec.
+package sandbox
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+)
+
+// MountPoint is where the sandbox appears inside every container.
+const MountPoint = "/mnt/mesos/sandbox"
+
+// ErrUnsafePath: a path that would leave the directory it belongs to.
+var ErrUnsafePath = errors.New("unsafe path")
+
+// ErrNoSpace: not enough free disk space for a volume.
+var ErrNoSpace = errors.New("not enough free disk space")
+
+// Layout names the directories under the work directory, as Mesos lays
+// them out:
+//
+//	<work_dir>/volumes/roles/<role>/<persistence-id>/
+//	<work_dir>/slaves/<agent-id>/frameworks/<framework-id>/executors/<task-id>/runs/<container-id>/
+type Layout struct {
+	WorkDir     string
+	AgentID     string
+	FrameworkID string
+	Role        string
+}
+
+// VolumesRoot is the directory that holds the role's persistent volumes.
+func (l Layout) VolumesRoot() string {
+	return filepath.Join(l.WorkDir, "volumes", "roles", l.Role)
+}
+
+// VolumeDir is the host directory of one persistent volume.
+func (l Layout) VolumeDir(persistenceID string) (string, error) {
+	if !safeName(persistenceID) {
+		return "", fmt.Errorf("%w: persistence id %q", ErrUnsafePath, persistenceID)
+	}
+	return filepath.Join(l.VolumesRoot(), persistenceID), nil
+}
+
+// ExecutorDir holds the runs (sandboxes) of one task.
+func (l Layout) ExecutorDir(taskID string) (string, error) {
+	if !safeName(taskID) {
+		return "", fmt.Errorf("%w: task id %q", ErrUnsafePath, taskID)
+	}
+	return filepath.Join(l.WorkDir, "slaves", l.AgentID, "frameworks", l.FrameworkID, "executors", taskID), nil
+}
+
+// SandboxDir is the sandbox of one run (container) of a task.
+func (l Layout) SandboxDir(taskID, containerID string) (string, error) {
+	dir, err := l.ExecutorDir(taskID)
+	if err != nil {
+		return "", err
+	}
+	if !safeName(containerID) {
+		return "", fmt.Errorf("%w: container id %q", ErrUnsafePath, containerID)
+	}
+	return filepath.Join(dir, "runs", containerID), nil
+}
+
+// CreateSandbox makes the sandbox directory of a run, the mount points of
+// the volumes inside it, and the "latest" link Mesos keeps next to runs.
+func (l Layout) CreateSandbox(taskID, containerID string, mountPoints []string) (string, error) {
+	dir, err := l.SandboxDir(taskID, containerID)
+	if err != nil {
+		return "", err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("create sandbox: %w", err)
+	}
+	for _, mp := range mountPoints {
+		if !safeName(mp) {
+			return "", fmt.Errorf("%w: mount point %q", ErrUnsafePath, mp)
+		}
+		if err := os.MkdirAll(filepath.Join(dir, mp), 0o755); err != nil {
+			return "", fmt.Errorf("create mount point: %w", err)
+		}
+	}
+	latest := filepath.Join(filepath.Dir(dir), "latest")
+	_ = os.Remove(latest)
+	_ = os.Symlink(containerID, latest)
+	return dir, nil
+}
+
+// RemoveExecutor deletes every run of a task.
+func (l Layout) RemoveExecutor(taskID string) error {
+	dir, err := l.ExecutorDir(taskID)
+	if err != nil {
+		return err
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		return fmt.Errorf("remove sandbox of %s: %w", taskID, err)
+	}
+	return nil
+}
+
+// FindSandbox returns the most recent run directory of a task.
+func (l Layout) FindSandbox(taskID string) (string, error) {
+	dir, err := l.ExecutorDir(taskID)
+	if err != nil {
+		return "", err
+	}
+	latest, err := os.Readlink(filepath.Join(dir, "runs", "latest"))
+	if err == nil && safeName(latest) {
+		return filepath.Join(dir, "runs", latest), nil
+	}
+	entries, err := os.ReadDir(filepath.Join(dir, "runs"))
+	if err != nil {
+		return "", fmt.Errorf("find sandbox of %s: %w", taskID, err)
+	}
+	for _, e := range entries {
+		if e.IsDir() {
+			return filepath.Join(dir, "runs", e.Name()), nil
+		}
+	}
+	return "", fmt.Errorf("find sandbox of %s: %w", taskID, fs.ErrNotExist)
+}
+
+// CreateVolume makes the directory of a persistent volume if it does not
+// exist, after checking that the file system has sizeMiB free. An existing
+// volume is left as it is.
+func (l Layout) CreateVolume(persistenceID string, sizeMiB float64) (string, error) {
+	dir, err := l.VolumeDir(persistenceID)
+	if err != nil {
+		return "", err
+	}
+	if _, err := os.Stat(dir); err == nil {
+		return dir, nil
+	}
+	if err := os.MkdirAll(l.VolumesRoot(), 0o755); err != nil {
+		return "", fmt.Errorf("create volumes root: %w", err)
+	}
+	free, err := FreeBytes(l.VolumesRoot())
+	if err == nil && float64(free) < sizeMiB*(1<<20) {
+		return "", fmt.Errorf("create volume %s: %w: %d MiB requested, %d MiB free in %s", persistenceID, ErrNoSpace, int64(sizeMiB), free>>20, l.VolumesRoot())
+	}
+	if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+		return "", fmt.Errorf("create volume %s: %w", persistenceID, err)
+	}
+	if err := syncDir(l.VolumesRoot()); err != nil {
+		return "", err
+	}
+	return dir, nil
+}
+
+// DestroyVolume deletes a persistent volume and everything in it. A
+// missing volume is not an error.
+func (l Layout) DestroyVolume(persistenceID string) error {
+	dir, err := l.VolumeDir(persistenceID)
+	if err != nil {
+		return err
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		return fmt.Errorf("destroy volume %s: %w", persistenceID, err)
+	}
+	return syncDir(l.VolumesRoot())
+}
+
+// VolumeExists reports whether the volume's directory is there.
+func (l Layout) VolumeExists(persistenceID string) bool {
+	dir, err := l.VolumeDir(persistenceID)
+	if err != nil {
+		return false
+	}
+	st, err := os.Stat(dir)
+	return err == nil && st.IsDir()
+}
+
+// ListVolumes returns the persistence ids of the volume directories on disk.
+func (l Layout) ListVolumes() ([]string, error) {
+	entries, err := os.ReadDir(l.VolumesRoot())
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list volumes: %w", err)
+	}
+	var out []string
+	for _, e := range entries {
+		if e.IsDir() {
+			out = append(out, e.Name())
+		}
+	}
+	return out, nil
+}
+
+// DiskUsage is the number of bytes the files under dir occupy.
+func DiskUsage(dir string) (int64, error) {
+	var total int64
+	err := filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission) {
+				return nil
+			}
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return nil
+		}
+		if st, ok := info.Sys().(*syscall.Stat_t); ok {
+			total += st.Blocks * 512
+		} else {
+			total += info.Size()
+		}
+		return nil
+	})
+	return total, err
+}
+
+// FreeBytes is the space available to unprivileged users on dir's file
+// system.
+func FreeBytes(dir string) (uint64, error) {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		return 0, fmt.Errorf("statfs %s: %w", dir, err)
+	}
+	return st.Bavail * uint64(st.Bsize), nil
+}
+
+// safeName is a single path segment: not empty, not "." or "..", without
+// "/" or NUL, and short enough for any file system.
+func safeName(s string) bool {
+	return s != "" && s != "." && s != ".." && len(s) <= 255 && !strings.ContainsAny(s, "/\x00")
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", dir, err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("sync %s: %w", dir, err)
+	}
+	return nil
+}

@@ -1,0 +1,166 @@
+package sandbox
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/docker/docker/api/types/container"
+)
+
+// Files in a sandbox.
+const (
+	StdoutFile = "stdout"
+	StderrFile = "stderr"
+	// logPosFile holds the Docker timestamp of the last log line copied, so
+	// a copy resumed after an agent restart neither repeats nor skips lines
+	// (lines copied less than a second before a crash may repeat once).
+	logPosFile = ".mesolite-logpos"
+)
+
+// frameHeader is the 8-byte header Docker puts before each chunk of a
+// multiplexed (non-TTY) stream: stream type, three zero bytes, size.
+const frameHeader = 8
+
+// demux reads Docker's multiplexed stream and writes stdout and stderr
+// frames to the given writers (stderr frames to stdout when stderr is nil).
+// frame, when set, sees every payload instead.
+func demux(r io.Reader, stdout, stderr io.Writer, frame func(stream byte, payload []byte) error) error {
+	var hdr [frameHeader]byte
+	buf := make([]byte, 32<<10)
+	for {
+		if _, err := io.ReadFull(r, hdr[:]); err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return err
+		}
+		size := int(binary.BigEndian.Uint32(hdr[4:]))
+		if size > 1<<24 {
+			return fmt.Errorf("log frame of %d bytes: stream corrupt", size)
+		}
+		if size > len(buf) {
+			buf = make([]byte, size)
+		}
+		p := buf[:size]
+		if _, err := io.ReadFull(r, p); err != nil {
+			return err
+		}
+		if frame != nil {
+			if err := frame(hdr[0], p); err != nil {
+				return err
+			}
+			continue
+		}
+		w := stdout
+		if hdr[0] == 2 && stderr != nil {
+			w = stderr
+		}
+		if _, err := w.Write(p); err != nil {
+			return err
+		}
+	}
+}
+
+// CopyLogs appends the container's stdout and stderr to the files stdout
+// and stderr of the sandbox, following the container until it stops or ctx
+// ends. It resumes after the last line a previous copy wrote, so it can be
+// called again after an agent restart or for a container that has already
+// stopped.
+func (d *Docker) CopyLogs(ctx context.Context, id, sandboxDir string) error {
+	stdout, err := os.OpenFile(filepath.Join(sandboxDir, StdoutFile), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		return fmt.Errorf("open stdout of %s: %w", id, err)
+	}
+	defer stdout.Close()
+	stderr, err := os.OpenFile(filepath.Join(sandboxDir, StderrFile), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		return fmt.Errorf("open stderr of %s: %w", id, err)
+	}
+	defer stderr.Close()
+
+	posPath := filepath.Join(sandboxDir, logPosFile)
+	var last time.Time
+	if b, err := os.ReadFile(posPath); err == nil {
+		last, _ = time.Parse(time.RFC3339Nano, strings.TrimSpace(string(b)))
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("read log position: %w", err)
+	}
+	opts := container.LogsOptions{ShowStdout: true, ShowStderr: true, Follow: true, Timestamps: true}
+	if !last.IsZero() {
+		next := last.Add(time.Nanosecond)
+		opts.Since = fmt.Sprintf("%d.%09d", next.Unix(), next.Nanosecond())
+	}
+	rc, err := d.api.ContainerLogs(ctx, id, opts)
+	if err != nil {
+		return classify(err, "logs of "+id)
+	}
+	defer rc.Close()
+	go func() {
+		<-ctx.Done()
+		rc.Close()
+	}()
+
+	saved := last
+	var savedAt time.Time
+	save := func() {
+		if last.Equal(saved) {
+			return
+		}
+		tmp := posPath + ".tmp"
+		if err := os.WriteFile(tmp, []byte(last.Format(time.RFC3339Nano)+"\n"), 0o644); err == nil {
+			if os.Rename(tmp, posPath) == nil {
+				saved = last
+			}
+		}
+		savedAt = time.Now()
+	}
+	defer save()
+
+	err = demux(rc, nil, nil, func(stream byte, p []byte) error {
+		ts, msg := splitTimestamp(p)
+		w := stdout
+		if stream == 2 {
+			w = stderr
+		}
+		if _, err := w.Write(msg); err != nil {
+			return fmt.Errorf("write log of %s: %w", id, err)
+		}
+		if !ts.IsZero() {
+			last = ts
+		}
+		if time.Since(savedAt) >= time.Second {
+			save()
+		}
+		return nil
+	})
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	if err != nil {
+		return classify(err, "follow logs of "+id)
+	}
+	return nil
+}
+
+// splitTimestamp separates the RFC 3339 timestamp Docker puts before each
+// line when asked to.
+func splitTimestamp(p []byte) (time.Time, []byte) {
+	i := bytes.IndexByte(p, ' ')
+	if i <= 0 || i > 40 {
+		return time.Time{}, p
+	}
+	ts, err := time.Parse(time.RFC3339Nano, string(p[:i]))
+	if err != nil {
+		return time.Time{}, p
+	}
+	return ts, p[i+1:]
+}

@@ -1,0 +1,211 @@
+// Command testapp is the container mesolite's tests and tutorial run: a
+// static binary in a FROM scratch image, so it builds without a registry.
+//
+// It serves HTTP on :8080 (or $LISTEN):
+//
+//	GET  /health        200, or 503 when $UNHEALTHY=1
+//	PUT  /kv/{key}      stores the body in $DATA_DIR/{key} (default /mnt/mesos/sandbox/data)
+//	GET  /kv/{key}      returns it, or 404
+//	POST /exit?code=N   exits with code N
+//	GET  /env           the environment as a JSON object
+//
+// With $NO_LISTEN=1 it never listens (a process that is alive but not
+// serving). It prints a line to stdout and one to stderr when it starts,
+// and exits 0 on SIGTERM.
+//
+// The image also installs this binary as /bin/sh, where it understands a
+// few commands of "sh -c" (true, false, exit N, test -e|-f PATH, healthy,
+// and running an absolute path), enough for COMMAND health checks and
+// "cmd" apps in a scratch image.
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+var validKey = regexp.MustCompile(`^[A-Za-z0-9._-]{1,128}$`)
+
+func main() {
+	if filepath.Base(os.Args[0]) == "sh" {
+		os.Exit(shell(os.Args[1:]))
+	}
+	listen := envOr("LISTEN", ":8080")
+	dataDir := envOr("DATA_DIR", "/mnt/mesos/sandbox/data")
+	fmt.Printf("testapp starting: listen=%s data=%s task=%s\n", listen, dataDir, os.Getenv("MESOS_TASK_ID"))
+	fmt.Fprintf(os.Stderr, "testapp stderr: pid %d\n", os.Getpid())
+
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	go func() {
+		s := <-sig
+		fmt.Printf("testapp got %s, exiting\n", s)
+		os.Exit(0)
+	}()
+
+	if os.Getenv("NO_LISTEN") == "1" {
+		fmt.Println("testapp: NO_LISTEN=1, not listening")
+		select {}
+	}
+
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /health", func(w http.ResponseWriter, _ *http.Request) {
+		if os.Getenv("UNHEALTHY") == "1" {
+			http.Error(w, "unhealthy", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("PUT /kv/{key}", func(w http.ResponseWriter, r *http.Request) {
+		key := r.PathValue("key")
+		if !validKey.MatchString(key) {
+			http.Error(w, "bad key", http.StatusBadRequest)
+			return
+		}
+		body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		if err := os.MkdirAll(dataDir, 0o755); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		if err := writeSync(filepath.Join(dataDir, key), body); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.HandleFunc("GET /kv/{key}", func(w http.ResponseWriter, r *http.Request) {
+		key := r.PathValue("key")
+		if !validKey.MatchString(key) {
+			http.Error(w, "bad key", http.StatusBadRequest)
+			return
+		}
+		b, err := os.ReadFile(filepath.Join(dataDir, key))
+		if err != nil {
+			http.Error(w, "not found", http.StatusNotFound)
+			return
+		}
+		_, _ = w.Write(b)
+	})
+	mux.HandleFunc("POST /exit", func(w http.ResponseWriter, r *http.Request) {
+		code, _ := strconv.Atoi(r.URL.Query().Get("code"))
+		fmt.Printf("testapp exiting with code %d on request\n", code)
+		w.WriteHeader(http.StatusAccepted)
+		if f, ok := w.(http.Flusher); ok {
+			f.Flush()
+		}
+		go func() { time.Sleep(50 * time.Millisecond); os.Exit(code) }()
+	})
+	mux.HandleFunc("GET /env", func(w http.ResponseWriter, _ *http.Request) {
+		env := map[string]string{}
+		for _, kv := range os.Environ() {
+			k, v, _ := strings.Cut(kv, "=")
+			env[k] = v
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(env)
+	})
+	srv := &http.Server{Addr: listen, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	if err := srv.ListenAndServe(); err != nil {
+		fmt.Fprintf(os.Stderr, "testapp: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func writeSync(path string, b []byte) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+// shell runs "sh -c SCRIPT" for a handful of commands, separated by ";".
+func shell(args []string) int {
+	if len(args) < 2 || args[0] != "-c" {
+		fmt.Fprintln(os.Stderr, "testapp sh: only 'sh -c SCRIPT' is supported")
+		return 2
+	}
+	code := 0
+	for _, cmd := range strings.Split(args[1], ";") {
+		f := strings.Fields(cmd)
+		if len(f) == 0 {
+			continue
+		}
+		if f[0] == "exec" && len(f) > 1 {
+			f = f[1:]
+		}
+		switch {
+		case f[0] == "true":
+			code = 0
+		case f[0] == "false":
+			code = 1
+		case f[0] == "exit":
+			if len(f) > 1 {
+				code, _ = strconv.Atoi(f[1])
+			}
+			return code
+		case f[0] == "echo":
+			fmt.Println(strings.Join(f[1:], " "))
+			code = 0
+		case f[0] == "test" && len(f) == 3 && (f[1] == "-e" || f[1] == "-f"):
+			if _, err := os.Stat(f[2]); err != nil {
+				code = 1
+			} else {
+				code = 0
+			}
+		case f[0] == "healthy":
+			port := envOr("LISTEN", ":8080")
+			resp, err := http.Get("http://127.0.0.1" + port[strings.LastIndex(port, ":"):] + "/health")
+			if err != nil {
+				fmt.Println(err)
+				code = 1
+				continue
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				fmt.Println(resp.Status)
+				code = 1
+			} else {
+				code = 0
+			}
+		case strings.HasPrefix(f[0], "/"):
+			if err := syscall.Exec(f[0], f, os.Environ()); err != nil {
+				fmt.Fprintf(os.Stderr, "testapp sh: exec %s: %v\n", f[0], err)
+				return 127
+			}
+		default:
+			fmt.Fprintf(os.Stderr, "testapp sh: %s: not supported\n", f[0])
+			return 127
+		}
+	}
+	return code
+}
