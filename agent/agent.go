@@ -118,7 +118,7 @@ type Agent struct {
 	recovery       recoveryReport
 	aside          []store.SetAside
 	wakeups        map[string]time.Time // app id -> pending backoff wake-up
-	taskIndex      map[string]*instance  // current task id -> instance
+	taskIndex      map[string]*instance // current task id -> instance
 }
 
 // New opens the agent's state from st and makes its runtime with

@@ -135,7 +135,7 @@ func serveAgent(cfg fileConfig, log zerolog.Logger) error {
 		KillGracePeriod: cfg.Tasks.KillGracePeriod.Duration, ReconcileInterval: cfg.Recovery.ReconcileInterval.Duration,
 		OrphanGrace: cfg.Recovery.OrphanGrace.Duration, OrphanDryRun: cfg.Recovery.OrphanDryRun,
 		BackoffResetAfter: cfg.Tasks.BackoffResetAfter.Duration,
-		Version: version, Logger: log,
+		Version:           version, Logger: log,
 	}
 	var docker *sandbox.Docker
 	a, err := agent.New(acfg, st, func(agentID string) (agent.Runtime, error) {
