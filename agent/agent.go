@@ -346,7 +346,13 @@ func (a *Agent) call(ctx context.Context, fn func() (any, error)) (any, error) {
 	}
 	ch := make(chan result, 1)
 	select {
-	case a.inbox <- func() { v, err := fn(); ch <- result{v, err} }:
+	case a.inbox <- func() {
+		v, err := fn()
+		// Decide and publish before answering, so a client reads its own
+		// write in the very next request.
+		a.settle()
+		ch <- result{v, err}
+	}:
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	case <-a.ctx.Done():
@@ -515,4 +521,5 @@ func (a *Agent) onDockerDown(err error) {
 		a.log.Warn().Err(err).Msg("docker event stream lost; tasks keep their last known state until docker answers")
 	}
 	a.dockerUp = false
+	a.changed = true
 }

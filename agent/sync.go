@@ -65,6 +65,7 @@ func (a *Agent) onSync(reason string, list []sandbox.Container, err error, took 
 			a.log.Warn().Err(err).Str("reason", reason).Msg("docker unavailable; tasks keep their last known state, retrying")
 		}
 		a.dockerUp = false
+		a.changed = true
 		if !a.synced {
 			a.retrySync(2 * time.Second)
 		}

@@ -37,8 +37,8 @@ type Runtime struct {
 	nextID     int
 	down       bool
 
-	// MissingImages cannot be pulled: Run fails with a *sandbox.ImageError.
-	MissingImages map[string]bool
+	// missingImages cannot be pulled: Run fails with a *sandbox.ImageError.
+	missingImages map[string]bool
 	// IPAddress is the address containers get (default 127.0.0.1, so
 	// health checks can reach a test's own listener).
 	IPAddress string
@@ -46,8 +46,21 @@ type Runtime struct {
 	ExecCode int
 	// RunHook, when set, runs at the start of Run and may fail it.
 	RunHook func(spec *sandbox.TaskSpec) error
-	// Runs counts calls of Run.
-	Runs int
+	runs    int
+}
+
+// SetImageMissing makes an image impossible to pull (or possible again).
+func (r *Runtime) SetImageMissing(image string, missing bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.missingImages[image] = missing
+}
+
+// Runs counts the calls of Run.
+func (r *Runtime) Runs() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.runs
 }
 
 // New returns a fake runtime for an agent id.
@@ -57,7 +70,7 @@ func New(agentID string) *Runtime {
 		containers:    map[string]*Container{},
 		byName:        map[string]string{},
 		subs:          map[int]func(sandbox.Event){},
-		MissingImages: map[string]bool{},
+		missingImages: map[string]bool{},
 		IPAddress:     "127.0.0.1",
 	}
 }
@@ -85,7 +98,7 @@ func (r *Runtime) lookup(ref string) *Container {
 // Run creates (or adopts) and starts the container of spec.
 func (r *Runtime) Run(ctx context.Context, spec *sandbox.TaskSpec, progress func(string)) (sandbox.Container, error) {
 	r.mu.Lock()
-	r.Runs++
+	r.runs++
 	hook := r.RunHook
 	r.mu.Unlock()
 	if hook != nil {
@@ -108,7 +121,7 @@ func (r *Runtime) Run(ctx context.Context, spec *sandbox.TaskSpec, progress func
 		}
 		return c.Container, nil
 	}
-	if r.MissingImages[spec.Image] {
+	if r.missingImages[spec.Image] {
 		return sandbox.Container{}, &sandbox.ImageError{Image: spec.Image, Err: errors.New("pull access denied: no route to registry")}
 	}
 	if progress != nil {
