@@ -54,8 +54,13 @@ type Config struct {
 	// BackoffResetAfter: a task that stays running (and healthy) this long
 	// resets its app's launch delay.
 	BackoffResetAfter time.Duration
-	Version           string
-	Logger            zerolog.Logger
+	// Failpoint, when set, is called right after every side effect (a
+	// record written or deleted, a volume made or destroyed) and around
+	// every Docker call that changes something, with the point's name. The
+	// fault-injection tests use it to kill the agent in every crash window.
+	Failpoint func(point string)
+	Version   string
+	Logger    zerolog.Logger
 }
 
 func (c *Config) setDefaults() {
@@ -432,6 +437,7 @@ func (a *Agent) saveInstance(inst *instance) error {
 		a.log.Error().Err(err).Str("instance_id", inst.id()).Msg("persist instance")
 		return err
 	}
+	a.fail("store.put.instance")
 	return nil
 }
 
@@ -440,7 +446,15 @@ func (a *Agent) saveApp(ap *app) error {
 		a.log.Error().Err(err).Str("app_id", ap.id()).Msg("persist app")
 		return err
 	}
+	a.fail("store.put.app")
 	return nil
+}
+
+// fail marks a crash window for the fault-injection tests.
+func (a *Agent) fail(point string) {
+	if a.cfg.Failpoint != nil {
+		a.cfg.Failpoint(point)
+	}
 }
 
 // nextVersion returns a version timestamp later than any given before,

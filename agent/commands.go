@@ -101,7 +101,11 @@ func (a *Agent) addApp(spec *marathon.App, doc map[string]any) (*app, error) {
 }
 
 func (a *Agent) saveVersion(rec appRecord) error {
-	return a.store.Put(kindVersions, versionKey(rec.ID, rec.Version), rec)
+	if err := a.store.Put(kindVersions, versionKey(rec.ID, rec.Version), rec); err != nil {
+		return err
+	}
+	a.fail("store.put.version")
+	return nil
 }
 
 func versionKeyPrefix(appID string) string { return safeKey(appID) + "@" }

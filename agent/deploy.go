@@ -56,6 +56,7 @@ func (a *Agent) startDeployment(ap *app, steps [][]string, previous *appRecord) 
 	if err := a.store.Put(kindDeployments, d.ID, d); err != nil {
 		a.log.Error().Err(err).Msg("persist deployment")
 	}
+	a.fail("store.put.deployment")
 	a.deployments[d.ID] = d
 	ap.deployID = d.ID
 	a.log.Info().Str("app_id", ap.id()).Str("deployment_id", d.ID).Strs("actions", d.currentActions()).Msg("deployment started")

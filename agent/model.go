@@ -219,6 +219,13 @@ func (b *backoff) fail(now time.Time, spec *marathon.App) {
 
 func (b *backoff) reset() { *b = backoff{} }
 
+// next is the delay the next failure will bring.
+func (b *backoff) next(spec *marathon.App) time.Duration {
+	c := *b
+	c.fail(time.Now(), spec)
+	return c.delay
+}
+
 // instanceID makes a new instance id of an app: <safe-app-id>.instance-<uuid>.
 func instanceID(appID string) string {
 	return marathon.SafeID(appID) + ".instance-" + newUUID()

@@ -397,7 +397,9 @@ func (a *Agent) placeAndLaunch(ap *app, inst *instance) {
 	r := inst.rec.Reservation
 	if !r.VolumesCreated {
 		for _, v := range r.Volumes {
-			if _, err := a.layout.CreateVolume(v.PersistenceID, v.SizeMiB); err != nil {
+			_, err := a.layout.CreateVolume(v.PersistenceID, v.SizeMiB)
+			a.fail("volume.create")
+			if err != nil {
 				msg := "create volume: " + err.Error()
 				if ap.waiting != msg {
 					a.log.Error().Err(err).Str("volume", v.PersistenceID).Msg("create volume")
@@ -443,7 +445,9 @@ func (a *Agent) decommission(ap *app, inst *instance) {
 		a.goWork(func(ctx context.Context) {
 			var err error
 			for _, v := range vols {
-				if err = a.layout.DestroyVolume(v.PersistenceID); err != nil {
+				err = a.layout.DestroyVolume(v.PersistenceID)
+				a.fail("volume.destroy")
+				if err != nil {
 					break
 				}
 			}
@@ -472,6 +476,7 @@ func (a *Agent) decommission(ap *app, inst *instance) {
 		a.retryLater(inst, 2*time.Second)
 		return
 	}
+	a.fail("store.delete.instance")
 	a.stopHealth(inst)
 	a.unindexTask(inst)
 	delete(a.instances, inst.id())
@@ -568,6 +573,7 @@ func (a *Agent) forgetApp(ap *app) {
 		a.log.Error().Err(err).Msg("delete app")
 		return
 	}
+	a.fail("store.delete.app")
 	delete(a.apps, ap.id())
 	if ap.deployID != "" {
 		a.finishDeployment(ap, true)

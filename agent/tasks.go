@@ -100,12 +100,16 @@ func (a *Agent) prepareAndRun(ctx context.Context, inst *instance, spec *sandbox
 	if _, err := a.layout.CreateSandbox(spec.TaskID, spec.ContainerID, mps); err != nil {
 		return sandbox.Container{}, err
 	}
+	a.fail("sandbox.create")
 	for i := range spec.Mounts {
 		if err := spec.Mounts[i].Resolve(); err != nil {
 			return sandbox.Container{}, err
 		}
 	}
-	return a.rt.Run(ctx, spec, progress)
+	a.fail("docker.run.before")
+	c, err := a.rt.Run(ctx, spec, progress)
+	a.fail("docker.run.after")
+	return c, err
 }
 
 func (a *Agent) onProgress(inst *instance, taskID, line string) {
@@ -139,7 +143,7 @@ func (a *Agent) onLaunched(inst *instance, taskID string, c sandbox.Container, e
 		if errors.As(err, &ie) {
 			msg = imageAdvice(ie)
 		}
-		log.Error().Err(err).Msg("launch failed")
+		log.Error().Str("reason", msg).Dur("retry_in", ap.delay.next(ap.spec)).Msg("launch failed")
 		a.failTask(ap, inst, TaskFailed, msg)
 		return
 	}
@@ -315,7 +319,9 @@ func (a *Agent) finishContainer(ctx context.Context, ref, sandboxDir string, log
 			a.log.Debug().Err(err).Str("container_id", ref).Msg("copy remaining logs")
 		}
 	}
-	return a.rt.Remove(ctx, ref)
+	err := a.rt.Remove(ctx, ref)
+	a.fail("docker.remove")
+	return err
 }
 
 // kill stops an instance's task.
@@ -358,6 +364,7 @@ func (a *Agent) kill(inst *instance, reason string) {
 	logs, dir := inst.logs, t.SandboxDir
 	a.goWork(func(ctx context.Context) {
 		err := a.rt.Stop(ctx, ref, grace)
+		a.fail("docker.stop")
 		var c sandbox.Container
 		if err == nil {
 			var ierr error

@@ -11,6 +11,9 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -100,6 +103,34 @@ func newLogger(w io.Writer, level, format string) zerolog.Logger {
 	return zerolog.New(out).Level(lvl).With().Timestamp().Logger()
 }
 
+// failpointKiller reads MESOLITE_FAILPOINT=<point|any>:<n> and returns a
+// Failpoint that kills this process with SIGKILL at the n-th hit of the
+// point (of any point with "any"). Only the fault-injection tests set it.
+func failpointKiller(spec string, log zerolog.Logger) (func(string), error) {
+	name, nstr, ok := strings.Cut(spec, ":")
+	n, err := strconv.Atoi(nstr)
+	if !ok || err != nil || n < 1 {
+		return nil, fmt.Errorf("MESOLITE_FAILPOINT=%q: want <point|any>:<n>, n >= 1", spec)
+	}
+	var mu sync.Mutex
+	hits := 0
+	log.Warn().Str("failpoint", spec).Msg("failpoint armed: the agent will kill itself")
+	return func(point string) {
+		if name != "any" && name != point {
+			return
+		}
+		mu.Lock()
+		hits++
+		hit := hits == n
+		mu.Unlock()
+		if hit {
+			fmt.Fprintf(os.Stderr, "failpoint %s hit at %s (#%d): SIGKILL\n", spec, point, n)
+			_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+			select {}
+		}
+	}, nil
+}
+
 func serveAgent(cfg fileConfig, log zerolog.Logger) error {
 	if !isLoopback(cfg.Listen) && cfg.Security.Token == "" {
 		if !cfg.Security.Insecure {
@@ -136,6 +167,13 @@ func serveAgent(cfg fileConfig, log zerolog.Logger) error {
 		OrphanGrace: cfg.Recovery.OrphanGrace.Duration, OrphanDryRun: cfg.Recovery.OrphanDryRun,
 		BackoffResetAfter: cfg.Tasks.BackoffResetAfter.Duration,
 		Version:           version, Logger: log,
+	}
+	if fp := os.Getenv("MESOLITE_FAILPOINT"); fp != "" {
+		f, err := failpointKiller(fp, log)
+		if err != nil {
+			return err
+		}
+		acfg.Failpoint = f
 	}
 	var docker *sandbox.Docker
 	a, err := agent.New(acfg, st, func(agentID string) (agent.Runtime, error) {

@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# make demo: the DC/OS stateful-services tutorial, step by step, on real
+# PostgreSQL, with an agent of its own on a throwaway work directory.
+# Each command is printed as a user would type it, then its output.
+#
+#   DEMO_APP   app definition (default: testdata/postgres-offline.marathon.json;
+#              testdata/postgres.marathon.json when postgres:9.5 is present)
+#   DEMO_PORT  API port of the demo agent (default 18080)
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+bin="$root/bin/mesolite"
+[ -x "$bin" ] || { echo "demo: $bin is missing: run make build" >&2; exit 1; }
+command -v psql >/dev/null || { echo "demo: psql is missing: apt-get install postgresql-client" >&2; exit 1; }
+
+app="${DEMO_APP:-}"
+if [ -z "$app" ]; then
+  if docker image inspect postgres:9.5 >/dev/null 2>&1; then
+    app="$root/testdata/postgres.marathon.json"
+  else
+    app="$root/testdata/postgres-offline.marathon.json"
+  fi
+fi
+port="${DEMO_PORT:-18080}"
+work=$(mktemp -d /tmp/mesolite-demo.XXXXXX)
+log="$work/agent.log"
+export MESOLITE_URL="http://127.0.0.1:$port"
+export PGPASSWORD='DC/OS_ROCKS'
+agent_pid=""
+
+mesolite() { "$bin" "$@"; }
+
+cleanup() {
+  status=$?
+  if [ -n "$agent_pid" ] && kill -0 "$agent_pid" 2>/dev/null; then
+    if [ $status -ne 0 ]; then
+      echo "demo: failed; removing the app" >&2
+      "$bin" app remove postgres >/dev/null 2>&1 || true
+      for _ in $(seq 1 100); do
+        curl -sf "$MESOLITE_URL/v2/apps/postgres" >/dev/null || break
+        sleep 0.2
+      done
+    fi
+    kill -TERM "$agent_pid"; wait "$agent_pid" 2>/dev/null || true
+  fi
+  echo
+  echo "agent log: $log"
+  exit $status
+}
+trap cleanup EXIT
+
+step() { printf '\n$ %s\n' "$*"; "$@"; }
+
+# until CMD...: run CMD quietly every 0.5s until it succeeds (60s at most).
+until_ok() {
+  for _ in $(seq 1 120); do
+    if "$@" >/dev/null 2>&1; then return 0; fi
+    sleep 0.5
+  done
+  echo "demo: gave up waiting for: $*" >&2
+  return 1
+}
+
+task_field() { # task_field FIELD: a field of the postgres task from the API
+  curl -sf "$MESOLITE_URL/v2/apps/postgres/tasks" | sed -n "s/.*\"$1\":\(\[\{0,1\}\"\{0,1\}\)\([^]\",]*\).*/\2/p"
+}
+running_healthy() { curl -sf "$MESOLITE_URL/v2/apps/postgres" | grep -q '"tasksHealthy":1'; }
+stopped() { curl -sf "$MESOLITE_URL/v2/apps/postgres/tasks" | grep -q '"state":"TASK_KILLED"'; }
+psql_ok() { psql -h 127.0.0.1 -p "$(task_field ports)" -U postgres -c 'select 1'; }
+
+echo "demo: agent on $MESOLITE_URL, work directory $work/work"
+"$bin" agent --work-dir "$work/work" --listen "127.0.0.1:$port" --log-format json >"$log" 2>&1 &
+agent_pid=$!
+until_ok curl -sf "$MESOLITE_URL/ping"
+
+echo
+echo "# Install the stateful service (PostgreSQL), $(basename "$app")"
+step mesolite marathon app add "$app"
+until_ok running_healthy
+step mesolite marathon task list
+until_ok psql_ok
+pgport=$(task_field ports)
+
+echo
+echo "# Write some data (the volume pgdata holds it)"
+step psql -h 127.0.0.1 -p "$pgport" -U postgres \
+  -c "CREATE TABLE tutorial (id serial PRIMARY KEY, note text)" \
+  -c "INSERT INTO tutorial (note) VALUES ('written before stop'), ('still here after start')"
+
+echo
+echo "# Stop the service: the task stays listed, without a start time"
+step mesolite marathon app stop postgres
+until_ok stopped
+step mesolite marathon task list
+
+echo
+echo "# Start it again: the same reservation and volume"
+step mesolite marathon app start postgres
+until_ok running_healthy
+step mesolite marathon task list
+until_ok psql_ok
+step psql -h 127.0.0.1 -p "$(task_field ports)" -U postgres -c "SELECT * FROM tutorial ORDER BY id"
+
+echo
+echo "# Clean up"
+step mesolite marathon app remove postgres
+for _ in $(seq 1 150); do
+  curl -sf "$MESOLITE_URL/v2/apps/postgres" >/dev/null || break
+  sleep 0.2
+done
+step mesolite marathon app list
