@@ -54,6 +54,9 @@ type Config struct {
 	// BackoffResetAfter: a task that stays running (and healthy) this long
 	// resets its app's launch delay.
 	BackoffResetAfter time.Duration
+	// EnforceDiskQuota kills a task whose persistent volume grows beyond
+	// its declared size (Mesos's enforce_container_disk_quota).
+	EnforceDiskQuota bool
 	// Failpoint, when set, is called right after every side effect (a
 	// record written or deleted, a volume made or destroyed) and around
 	// every Docker call that changes something, with the point's name. The
@@ -124,6 +127,8 @@ type Agent struct {
 	aside          []store.SetAside
 	wakeups        map[string]time.Time // app id -> pending backoff wake-up
 	taskIndex      map[string]*instance // current task id -> instance
+	usage          map[string]*volumeUsage
+	scanning       bool
 }
 
 // New opens the agent's state from st and makes its runtime with
@@ -285,9 +290,10 @@ func (a *Agent) Run(ctx context.Context) error {
 		return errors.New("agent is already running")
 	}
 	a.ctx = ctx
-	a.workers.Add(2)
+	a.workers.Add(3)
 	go func() { defer a.workers.Done(); a.watchEvents(ctx) }()
 	go func() { defer a.workers.Done(); a.tickReconcile(ctx) }()
+	go func() { defer a.workers.Done(); a.tickUsage(ctx) }()
 	a.post(func() { a.startSync("startup") })
 
 	err := a.loop(ctx)

@@ -131,8 +131,10 @@ type Task struct {
 	ExitCode      *int           `json:"exitCode,omitempty"`
 	Health        []HealthResult `json:"health,omitempty"`
 	// KillReason is set when the agent decided to kill the task; the task
-	// then ends TASK_KILLED whatever its exit code.
+	// then ends TASK_KILLED whatever its exit code, or TASK_FAILED when
+	// KillFailed (a volume over quota).
 	KillReason string `json:"killReason,omitempty"`
+	KillFailed bool   `json:"killFailed,omitempty"`
 }
 
 func (t *Task) active() bool {

@@ -241,6 +241,9 @@ func (a *Agent) onExit(inst *instance, code int, at time.Time, oom bool) {
 	t.EndedAt = at.UTC()
 	t.ExitCode = &code
 	switch {
+	case t.KillReason != "" && t.KillFailed:
+		t.State = TaskFailed
+		t.Message = t.KillReason
 	case t.KillReason != "":
 		t.State = TaskKilled
 		t.Message = "Task killed: " + t.KillReason
@@ -401,8 +404,15 @@ func (a *Agent) onKilled(inst *instance, taskID string, c sandbox.Container, err
 		t.ExitCode = &code
 	}
 	t.Message = "Task killed: " + t.KillReason
+	ap := a.apps[inst.rec.AppID]
+	if t.KillFailed && ap != nil {
+		t.State = TaskFailed
+		t.Message = t.KillReason
+		ap.delay.fail(time.Now(), ap.spec)
+		a.recordFailure(ap, inst, t)
+	}
 	a.saveInstance(inst)
-	if ap := a.apps[inst.rec.AppID]; ap != nil {
+	if ap != nil {
 		a.emitStatus(ap, inst, t)
 	}
 	inst.killRequested = false

@@ -93,12 +93,16 @@ type HealthView struct {
 	InstanceID          string  `json:"instanceId"`
 }
 
-// LocalVolume is one entry of a task's localVolumes.
+// LocalVolume is one entry of a task's localVolumes. SizeMiB and
+// UsedBytes are mesolite's: the declared size and the last measured use
+// (-1 before the first measurement).
 type LocalVolume struct {
-	RunSpecID     string `json:"runSpecId"`
-	ContainerPath string `json:"containerPath"`
-	UUID          string `json:"uuid"`
-	PersistenceID string `json:"persistenceId"`
+	RunSpecID     string  `json:"runSpecId"`
+	ContainerPath string  `json:"containerPath"`
+	UUID          string  `json:"uuid"`
+	PersistenceID string  `json:"persistenceId"`
+	SizeMiB       float64 `json:"sizeMiB"`
+	UsedBytes     int64   `json:"usedBytes"`
 }
 
 // QueueItem is one entry of GET /v2/queue.
@@ -277,7 +281,10 @@ func (a *Agent) taskView(ap *app, inst *instance) *TaskView {
 	}
 	if r := inst.rec.Reservation; r != nil {
 		for _, vol := range r.Volumes {
-			v.LocalVolumes = append(v.LocalVolumes, LocalVolume{RunSpecID: ap.id(), ContainerPath: vol.ContainerPath, UUID: vol.UUID, PersistenceID: vol.PersistenceID})
+			v.LocalVolumes = append(v.LocalVolumes, LocalVolume{
+				RunSpecID: ap.id(), ContainerPath: vol.ContainerPath, UUID: vol.UUID, PersistenceID: vol.PersistenceID,
+				SizeMiB: vol.SizeMiB, UsedBytes: a.usedBytes(vol.PersistenceID),
+			})
 		}
 	}
 	if t.State == TaskRunning {

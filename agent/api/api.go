@@ -154,6 +154,17 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request, p string) {
 		only(w, r, "GET", s.readFile)
 	case p == "/mesolite/v1/volumes":
 		only(w, r, "GET", s.volumes)
+	case strings.HasPrefix(p, "/mesolite/v1/volumes/"):
+		only(w, r, "DELETE", func(w http.ResponseWriter, r *http.Request) {
+			// The persistence id (its "#" escaped as %23) or the volume's path.
+			ref := strings.TrimPrefix(p, "/mesolite/v1/volumes/")
+			dir, err := s.a.RemoveOrphanVolume(r.Context(), ref)
+			if err != nil {
+				writeError(w, err)
+				return
+			}
+			writeJSON(w, http.StatusOK, map[string]string{"removed": dir})
+		})
 	case p == "/mesolite/v1/status":
 		only(w, r, "GET", s.status)
 	default:

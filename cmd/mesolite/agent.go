@@ -166,6 +166,7 @@ func serveAgent(cfg fileConfig, log zerolog.Logger) error {
 		KillGracePeriod: cfg.Tasks.KillGracePeriod.Duration, ReconcileInterval: cfg.Recovery.ReconcileInterval.Duration,
 		OrphanGrace: cfg.Recovery.OrphanGrace.Duration, OrphanDryRun: cfg.Recovery.OrphanDryRun,
 		BackoffResetAfter: cfg.Tasks.BackoffResetAfter.Duration,
+		EnforceDiskQuota:  cfg.Tasks.EnforceDiskQuota,
 		Version:           version, Logger: log,
 	}
 	if fp := os.Getenv("MESOLITE_FAILPOINT"); fp != "" {

@@ -47,6 +47,7 @@ type tasksConfig struct {
 	AllowPrivileged   bool     `toml:"allow_privileged"`
 	CPUQuota          bool     `toml:"cpu_quota"`
 	BackoffResetAfter duration `toml:"backoff_reset_after"`
+	EnforceDiskQuota  bool     `toml:"enforce_disk_quota"`
 }
 
 type recoveryConfig struct {
