@@ -121,8 +121,9 @@ func failpointKiller(spec string, log zerolog.Logger) (func(string), error) {
 		}
 		mu.Lock()
 		hits++
-		hit := hits == n
+		hit, count := hits == n, hits
 		mu.Unlock()
+		log.Debug().Str("point", point).Int("hit", count).Msg("failpoint")
 		if hit {
 			fmt.Fprintf(os.Stderr, "failpoint %s hit at %s (#%d): SIGKILL\n", spec, point, n)
 			_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
