@@ -53,6 +53,10 @@ func (a *Agent) CreateApp(ctx context.Context, body []byte) (map[string]any, str
 	}
 	v, err := a.call(ctx, func() (any, error) {
 		if ap := a.apps[spec.ID]; ap != nil {
+			if ap.rec.Deleting {
+				// Its removal is still tearing it down.
+				return nil, &LockedError{Deployments: []string{ap.deployID}}
+			}
 			return nil, &ConflictError{Msg: fmt.Sprintf("An app with id [%s] already exists.", spec.ID)}
 		}
 		ap, err := a.addApp(spec, doc)

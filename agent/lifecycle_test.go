@@ -99,7 +99,10 @@ func TestTutorialLifecycle(t *testing.T) {
 	if _, err := h.a.DeleteApp(context.Background(), "/db", true); err != nil {
 		t.Fatal(err)
 	}
-	h.waitFor("the app to be gone", func(s *agent.Snapshot) bool { return s.App("/db") == nil })
+	if s := h.a.Snapshot(); s.App("/db") != nil {
+		t.Fatal("a removed app is still listed")
+	}
+	h.waitFor("the app's tasks to be gone", func(s *agent.Snapshot) bool { return len(s.Tasks) == 0 && len(s.Deployments) == 0 })
 	if v := h.volumeDirs(); len(v) != 0 {
 		t.Fatalf("volumes after remove: %v", v)
 	}

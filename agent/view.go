@@ -162,9 +162,14 @@ func (a *Agent) publish() {
 	for _, id := range ids {
 		ap := a.apps[id]
 		v := a.appView(ap, byApp[id])
+		s.Tasks = append(s.Tasks, v.Tasks...)
+		if ap.rec.Deleting {
+			// As in Marathon, a removed app is gone at once; its tasks stay
+			// listed until they are killed.
+			continue
+		}
 		s.Apps = append(s.Apps, v)
 		s.appsByID[id] = v
-		s.Tasks = append(s.Tasks, v.Tasks...)
 
 		// The launch queue: instances that want to run and have no task.
 		count := 0

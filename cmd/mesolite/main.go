@@ -17,19 +17,23 @@ const usage = `mesolite: DC/OS on one machine (Mesos master, Marathon and Mesos 
 usage:
   mesolite agent [--config agent.toml] [--listen ADDR] [--work-dir DIR]
   mesolite [marathon] app add [FILE|-]
-  mesolite [marathon] app list [--json]
+  mesolite [marathon] app list [--json] [--quiet]
   mesolite [marathon] app show ID
-  mesolite [marathon] app stop ID
-  mesolite [marathon] app start ID [N]
-  mesolite [marathon] app restart ID
-  mesolite [marathon] app update ID [key=value ...]
-  mesolite [marathon] app remove ID
-  mesolite [marathon] task list [--json] [APP]
+  mesolite [marathon] app stop ID [--force]
+  mesolite [marathon] app start ID [N] [--force]
+  mesolite [marathon] app restart ID [--force]
+  mesolite [marathon] app update ID [key=value ...] [--force]
+  mesolite [marathon] app remove ID [--force]
+  mesolite [marathon] task list [--json] [--quiet] [APP]
   mesolite [marathon] task show TASK
   mesolite [marathon] task kill [--scale] [--wipe] TASK...
   mesolite [marathon] task stop [--wipe] TASK
   mesolite task log [--follow] [--stderr] [--lines N] TASK
+  mesolite events [--type TYPE ...]
+  mesolite volume list [--orphans] [--json]
+  mesolite ping
   mesolite version
+  mesolite COMMAND --help
 
 The client commands talk to --url, $MESOLITE_URL or http://127.0.0.1:8080,
 with the token in $MESOLITE_TOKEN when the agent requires one.
@@ -52,8 +56,11 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "mesolite %s\n", version)
 		return 0
 	case "help", "-h", "--help":
-		fmt.Fprint(stdout, usage)
-		return 0
+		if len(args) == 1 {
+			fmt.Fprint(stdout, usage)
+			return 0
+		}
+		return runCLI(append(args[1:], "--help"), stdin, stdout, stderr)
 	}
 	return runCLI(args, stdin, stdout, stderr)
 }
