@@ -289,15 +289,12 @@ func TestCLITutorialFlow(t *testing.T) {
 	if out := ta.ok("app", "remove", "testapp"); out != "" {
 		t.Fatalf("app remove printed %q", out)
 	}
-	// The app stays visible until its tasks are gone and volumes deleted.
-	var r cliResult
-	cliWaitUntil(t, "the app to go", func() bool { r = ta.cli("", "app", "show", "testapp"); return r.code != 0 })
-	if r.code != 1 || r.err != "Error: app '/testapp' does not exist\n" || r.out != "" {
+	// As in Marathon the app is gone at once; its tasks stay listed until
+	// they are killed.
+	if r := ta.cli("", "app", "show", "testapp"); r.code != 1 || r.err != "Error: app '/testapp' does not exist\n" || r.out != "" {
 		t.Fatalf("app show after remove: %v", r)
 	}
-	if out := ta.ok("task", "list"); out != "" {
-		t.Fatalf("task list after remove printed %q", out)
-	}
+	cliWaitUntil(t, "the tasks to go", func() bool { return ta.ok("task", "list") == "" })
 	if r := ta.cli("", "app", "remove", "testapp"); r.code != 1 || r.err != "Error: app '/testapp' does not exist\n" {
 		t.Fatalf("second app remove: %v", r)
 	}
