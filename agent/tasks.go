@@ -76,7 +76,10 @@ func (a *Agent) runTask(ap *app, inst *instance, t *Task) {
 	taskID := t.ID
 	a.goWork(func(ctx context.Context) {
 		start := time.Now()
-		c, err := a.prepareAndRun(ctx, inst, spec, func(line string) {
+		// A launch under way finishes even when the agent is stopping, so
+		// it never leaves a container created but not started; the agent
+		// waits a few seconds for it, and the next start adopts it.
+		c, err := a.prepareAndRun(context.WithoutCancel(ctx), inst, spec, func(line string) {
 			a.post(func() { a.onProgress(inst, taskID, line) })
 		})
 		if err != nil && !errors.Is(err, sandbox.ErrUnavailable) && ctx.Err() == nil {

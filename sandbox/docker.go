@@ -7,8 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sort"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
@@ -93,6 +96,11 @@ type Docker struct {
 	api     dockerAPI
 	agentID string
 	log     zerolog.Logger
+
+	// negotiateMu serializes the first calls until one has settled the
+	// client's API version; negotiated is set from then on.
+	negotiateMu sync.Mutex
+	negotiated  atomic.Bool
 }
 
 // NewDocker connects (lazily) to the Docker daemon.
@@ -108,11 +116,37 @@ func NewDocker(cfg DockerConfig) (*Docker, error) {
 	return &Docker{api: c, agentID: cfg.AgentID, log: cfg.Logger}, nil
 }
 
+// ready makes the client settle its API version before a call that uses
+// it. The Docker client negotiates lazily, on the first request, and some
+// of its calls (Events, ContainerList) read the version without its lock:
+// the first calls of an agent, made concurrently, would race. Once one
+// call has talked to the daemon, the version no longer changes.
+func (d *Docker) ready(ctx context.Context) error {
+	if d.negotiated.Load() {
+		return nil
+	}
+	d.negotiateMu.Lock()
+	defer d.negotiateMu.Unlock()
+	if d.negotiated.Load() {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	if _, err := d.api.ServerVersion(ctx); err != nil {
+		return classify(err, "docker version")
+	}
+	d.negotiated.Store(true)
+	return nil
+}
+
 // Close releases the client's connections.
 func (d *Docker) Close() error { return d.api.Close() }
 
 // Version returns the daemon's version and API version.
 func (d *Docker) Version(ctx context.Context) (string, string, error) {
+	if err := d.ready(ctx); err != nil {
+		return "", "", err
+	}
 	ctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
 	v, err := d.api.ServerVersion(ctx)
@@ -172,6 +206,9 @@ func classify(err error, what string) error {
 // The image is pulled when missing (or always with ForcePull); progress
 // receives one line now and then while a pull lasts.
 func (d *Docker) Run(ctx context.Context, spec *TaskSpec, progress func(string)) (Container, error) {
+	if err := d.ready(ctx); err != nil {
+		return Container{}, err
+	}
 	cfg, hc, nc, err := spec.dockerConfig(d.agentID)
 	if err != nil {
 		return Container{}, err
@@ -200,8 +237,8 @@ func (d *Docker) Run(ctx context.Context, spec *TaskSpec, progress func(string))
 		if err != nil {
 			return Container{}, err
 		}
-		if existing.Labels[LabelTaskID] != spec.TaskID {
-			return Container{}, fmt.Errorf("%w: %s was created by someone else", ErrConflict, name)
+		if existing.Labels[LabelAgentID] != d.agentID || existing.Labels[LabelTaskID] != spec.TaskID {
+			return Container{}, fmt.Errorf("%w: %s was created by someone else (task %q of agent %q)", ErrConflict, name, existing.TaskID(), existing.Labels[LabelAgentID])
 		}
 	default:
 		return Container{}, err
@@ -269,7 +306,12 @@ func (d *Docker) pull(ctx context.Context, ref string, progress func(string)) er
 	start := time.Now()
 	rc, err := d.api.ImagePull(ctx, ref, image.PullOptions{})
 	if err != nil {
-		return classify(err, "pull")
+		// Not classify: a registry's "not found" is about the image, and
+		// must not read as ErrNotFound (no such container).
+		if client.IsErrConnectionFailed(err) {
+			return fmt.Errorf("pull: %w: %v", ErrUnavailable, err)
+		}
+		return fmt.Errorf("pull: %w", err)
 	}
 	defer rc.Close()
 	type layer struct{ cur, total int64 }
@@ -320,6 +362,9 @@ func (d *Docker) pull(ctx context.Context, ref string, progress func(string)) er
 // Stop stops a container: its stop signal, then SIGKILL after grace. A
 // missing or stopped container is not an error.
 func (d *Docker) Stop(ctx context.Context, id string, grace time.Duration) error {
+	if err := d.ready(ctx); err != nil {
+		return err
+	}
 	secs := int(grace.Round(time.Second) / time.Second)
 	ctx, cancel := context.WithTimeout(ctx, grace+callTimeout)
 	defer cancel()
@@ -333,6 +378,9 @@ func (d *Docker) Stop(ctx context.Context, id string, grace time.Duration) error
 // Remove deletes a container (not its volumes, which are host
 // directories). A missing container is not an error.
 func (d *Docker) Remove(ctx context.Context, id string) error {
+	if err := d.ready(ctx); err != nil {
+		return err
+	}
 	ctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
 	err := d.api.ContainerRemove(ctx, id, container.RemoveOptions{Force: true})
@@ -348,6 +396,9 @@ func isRemovalInProgress(err error) bool {
 
 // Inspect reads one container by id or name.
 func (d *Docker) Inspect(ctx context.Context, id string) (Container, error) {
+	if err := d.ready(ctx); err != nil {
+		return Container{}, err
+	}
 	ctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
 	r, err := d.api.ContainerInspect(ctx, id)
@@ -373,19 +424,43 @@ func (d *Docker) Inspect(ctx context.Context, id string) (Container, error) {
 		c.FinishedAt, _ = time.Parse(time.RFC3339Nano, r.State.FinishedAt)
 	}
 	if r.NetworkSettings != nil {
-		c.IPAddress = r.NetworkSettings.IPAddress
-		for _, n := range r.NetworkSettings.Networks {
-			if n != nil && n.IPAddress != "" {
-				c.IPAddress = n.IPAddress
-				break
-			}
+		mode := ""
+		if r.HostConfig != nil {
+			mode = string(r.HostConfig.NetworkMode)
 		}
+		c.IPAddress = ipAddress(r.NetworkSettings.Networks, mode)
 	}
 	return c, nil
 }
 
+// ipAddress is the container's address on its network: the one named by
+// its network mode ("bridge" when Docker's default), else the first by
+// name, so the answer does not change from one call to the next.
+func ipAddress(nets map[string]*network.EndpointSettings, mode string) string {
+	if mode == "" || mode == "default" {
+		mode = "bridge"
+	}
+	if n := nets[mode]; n != nil && n.IPAddress != "" {
+		return n.IPAddress
+	}
+	names := make([]string, 0, len(nets))
+	for name, n := range nets {
+		if n != nil && n.IPAddress != "" {
+			names = append(names, name)
+		}
+	}
+	if len(names) == 0 {
+		return ""
+	}
+	sort.Strings(names)
+	return nets[names[0]].IPAddress
+}
+
 // List returns every container, running or not, labelled for this agent.
 func (d *Docker) List(ctx context.Context) ([]Container, error) {
+	if err := d.ready(ctx); err != nil {
+		return nil, err
+	}
 	ctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
 	list, err := d.api.ContainerList(ctx, container.ListOptions{
@@ -403,12 +478,7 @@ func (d *Docker) List(ctx context.Context) ([]Container, error) {
 		}
 		c.Running = c.State == "running"
 		if s.NetworkSettings != nil {
-			for _, n := range s.NetworkSettings.Networks {
-				if n != nil && n.IPAddress != "" {
-					c.IPAddress = n.IPAddress
-					break
-				}
-			}
+			c.IPAddress = ipAddress(s.NetworkSettings.Networks, s.HostConfig.NetworkMode)
 		}
 		out = append(out, c)
 	}
@@ -418,6 +488,9 @@ func (d *Docker) List(ctx context.Context) ([]Container, error) {
 // Events calls fn for each start, die, oom and destroy of this agent's
 // containers until ctx ends or the stream breaks; it returns the reason.
 func (d *Docker) Events(ctx context.Context, fn func(Event)) error {
+	if err := d.ready(ctx); err != nil {
+		return err
+	}
 	f := filters.NewArgs(
 		filters.Arg("type", string(events.ContainerEventType)),
 		filters.Arg("label", LabelAgentID+"="+d.agentID),
@@ -454,8 +527,16 @@ func (d *Docker) Events(ctx context.Context, fn func(Event)) error {
 // Exec runs cmd inside a running container and returns its exit code and
 // the first KiB of its output. ctx bounds the whole run.
 func (d *Docker) Exec(ctx context.Context, id string, cmd []string) (int, string, error) {
+	if err := d.ready(ctx); err != nil {
+		return -1, "", err
+	}
 	r, err := d.api.ContainerExecCreate(ctx, id, container.ExecOptions{Cmd: cmd, AttachStdout: true, AttachStderr: true})
 	if err != nil {
+		if cerrdefs.IsConflict(err) {
+			// Docker's 409 here means the container is not running; it
+			// is no name conflict (ErrConflict).
+			return -1, "", fmt.Errorf("exec in %s: container is not running: %w", id, err)
+		}
 		return -1, "", classify(err, "exec in "+id)
 	}
 	hj, err := d.api.ContainerExecAttach(ctx, r.ID, container.ExecAttachOptions{})

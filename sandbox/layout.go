@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 )
 
 // MountPoint is where the sandbox appears inside every container.
@@ -85,9 +86,18 @@ func (l Layout) CreateSandbox(taskID, containerID string, mountPoints []string) 
 			return "", fmt.Errorf("create mount point: %w", err)
 		}
 	}
-	latest := filepath.Join(filepath.Dir(dir), "latest")
-	_ = os.Remove(latest)
-	_ = os.Symlink(containerID, latest)
+	// Replace the link atomically: a crash leaves the old link or the new
+	// one, never none.
+	runs := filepath.Dir(dir)
+	tmp := filepath.Join(runs, ".latest.tmp-"+containerID)
+	_ = os.Remove(tmp)
+	if err := os.Symlink(containerID, tmp); err != nil {
+		return "", fmt.Errorf("link latest run: %w", err)
+	}
+	if err := os.Rename(tmp, filepath.Join(runs, "latest")); err != nil {
+		_ = os.Remove(tmp)
+		return "", fmt.Errorf("link latest run: %w", err)
+	}
 	return dir, nil
 }
 
@@ -111,18 +121,34 @@ func (l Layout) FindSandbox(taskID string) (string, error) {
 	}
 	latest, err := os.Readlink(filepath.Join(dir, "runs", "latest"))
 	if err == nil && safeName(latest) {
-		return filepath.Join(dir, "runs", latest), nil
+		run := filepath.Join(dir, "runs", latest)
+		if st, err := os.Stat(run); err == nil && st.IsDir() {
+			return run, nil
+		}
 	}
 	entries, err := os.ReadDir(filepath.Join(dir, "runs"))
 	if err != nil {
 		return "", fmt.Errorf("find sandbox of %s: %w", taskID, err)
 	}
+	// No usable link: the most recently modified run.
+	var best string
+	var bestTime time.Time
 	for _, e := range entries {
-		if e.IsDir() {
-			return filepath.Join(dir, "runs", e.Name()), nil
+		if !e.IsDir() {
+			continue
+		}
+		info, err := e.Info()
+		if err != nil {
+			continue
+		}
+		if best == "" || info.ModTime().After(bestTime) {
+			best, bestTime = e.Name(), info.ModTime()
 		}
 	}
-	return "", fmt.Errorf("find sandbox of %s: %w", taskID, fs.ErrNotExist)
+	if best == "" {
+		return "", fmt.Errorf("find sandbox of %s: %w", taskID, fs.ErrNotExist)
+	}
+	return filepath.Join(dir, "runs", best), nil
 }
 
 // CreateVolume makes the directory of a persistent volume if it does not
@@ -162,7 +188,10 @@ func (l Layout) DestroyVolume(persistenceID string) error {
 	if err := os.RemoveAll(dir); err != nil {
 		return fmt.Errorf("destroy volume %s: %w", persistenceID, err)
 	}
-	return syncDir(l.VolumesRoot())
+	if err := syncDir(l.VolumesRoot()); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return nil
 }
 
 // VolumeExists reports whether the volume's directory is there.

@@ -76,6 +76,9 @@ func demux(r io.Reader, stdout, stderr io.Writer, frame func(stream byte, payloa
 // called again after an agent restart or for a container that has already
 // stopped.
 func (d *Docker) CopyLogs(ctx context.Context, id, sandboxDir string) error {
+	if err := d.ready(ctx); err != nil {
+		return err
+	}
 	stdout, err := os.OpenFile(filepath.Join(sandboxDir, StdoutFile), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
 	if err != nil {
 		return fmt.Errorf("open stdout of %s: %w", id, err)
@@ -104,9 +107,14 @@ func (d *Docker) CopyLogs(ctx context.Context, id, sandboxDir string) error {
 		return classify(err, "logs of "+id)
 	}
 	defer rc.Close()
+	done := make(chan struct{})
+	defer close(done)
 	go func() {
-		<-ctx.Done()
-		rc.Close()
+		select {
+		case <-ctx.Done():
+			rc.Close()
+		case <-done:
+		}
 	}()
 
 	saved := last
@@ -134,7 +142,10 @@ func (d *Docker) CopyLogs(ctx context.Context, id, sandboxDir string) error {
 		if _, err := w.Write(msg); err != nil {
 			return fmt.Errorf("write log of %s: %w", id, err)
 		}
-		if !ts.IsZero() {
+		// The newest timestamp, not the last one: stdout and stderr lines
+		// may reach the log slightly out of order, and resuming after an
+		// older one would repeat the newer.
+		if ts.After(last) {
 			last = ts
 		}
 		if time.Since(savedAt) >= time.Second {

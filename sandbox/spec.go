@@ -85,7 +85,32 @@ func (m *Mount) Resolve() error {
 	if m.Within == "" {
 		return fmt.Errorf("%w: mount %s has no containing directory", ErrUnsafePath, m.Source)
 	}
+	root, err := filepath.EvalSymlinks(m.Within)
+	if err != nil {
+		return fmt.Errorf("resolve %s: %w", m.Within, err)
+	}
 	if m.Create {
+		// Check the part that exists before creating the rest, so a link
+		// planted in the directory (or a "..") never makes MkdirAll create
+		// directories outside it.
+		existing := filepath.Clean(m.Source)
+		for {
+			if _, err := os.Lstat(existing); err == nil {
+				break
+			}
+			parent := filepath.Dir(existing)
+			if parent == existing {
+				break
+			}
+			existing = parent
+		}
+		resolved, err := filepath.EvalSymlinks(existing)
+		if err != nil {
+			return fmt.Errorf("resolve %s: %w", existing, err)
+		}
+		if !within(resolved, root) {
+			return fmt.Errorf("%w: %s resolves to %s, outside %s", ErrUnsafePath, m.Source, resolved, m.Within)
+		}
 		if err := os.MkdirAll(m.Source, 0o755); err != nil {
 			return fmt.Errorf("create %s: %w", m.Source, err)
 		}
@@ -97,15 +122,17 @@ func (m *Mount) Resolve() error {
 	if err != nil {
 		return fmt.Errorf("resolve %s: %w", m.Source, err)
 	}
-	root, err := filepath.EvalSymlinks(m.Within)
-	if err != nil {
-		return fmt.Errorf("resolve %s: %w", m.Within, err)
-	}
-	if resolved != root && !strings.HasPrefix(resolved, root+string(filepath.Separator)) {
+	if !within(resolved, root) {
 		return fmt.Errorf("%w: %s resolves to %s, outside %s", ErrUnsafePath, m.Source, resolved, m.Within)
 	}
 	m.Source = resolved
 	return nil
+}
+
+// within reports whether path is root or lies below it; both are clean
+// and absolute.
+func within(path, root string) bool {
+	return path == root || root == "/" || strings.HasPrefix(path, root+string(filepath.Separator))
 }
 
 // PortBinding publishes a container port on a host address.
@@ -214,6 +241,14 @@ func (s *TaskSpec) dockerConfig(agentID string) (*container.Config, *container.H
 		hc.PortBindings = nat.PortMap{}
 		for _, p := range s.Ports {
 			for _, proto := range strings.Split(p.Protocol, ",") {
+				proto = strings.ToLower(strings.TrimSpace(proto))
+				switch proto {
+				case "":
+					proto = "tcp"
+				case "tcp", "udp", "sctp":
+				default:
+					return nil, nil, nil, fmt.Errorf("port %d: unknown protocol %q (want tcp, udp or \"udp,tcp\")", p.ContainerPort, proto)
+				}
 				port, err := nat.NewPort(proto, strconv.Itoa(p.ContainerPort))
 				if err != nil {
 					return nil, nil, nil, fmt.Errorf("port %d/%s: %w", p.ContainerPort, proto, err)

@@ -24,6 +24,11 @@
 //	  slaves/<agent-id>/frameworks/<framework-id>/executors/<task-id>/runs/<container-id>/
 //	                                task sandboxes (package sandbox)
 //
+// Kinds and keys are single file names: not empty, no leading dot, no
+// slash, backslash, NUL or newline, and at most MaxKeyLength bytes, so the
+// temporary and set-aside names derived from them stay within the 255
+// bytes a file name may have.
+//
 // Every record is an envelope:
 //
 //	{"schema": 1, "kind": "instances", "key": "…", "written": "…", "data": {…}}

@@ -1,7 +1,6 @@
 package store
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -165,8 +164,14 @@ func isTemp(name string) bool {
 	return strings.HasPrefix(name, ".") && strings.Contains(name, ".tmp-")
 }
 
+// MaxKeyLength is the longest kind or key. The file names derived from a
+// key must fit the 255-byte limit of file systems: the temporary file
+// ".<key>.json.tmp-<10 digits>" (key + 21 bytes) and the set-aside name
+// "<key>.json.corrupt-<time>" (key + 39 bytes).
+const MaxKeyLength = 200
+
 func validName(s string) bool {
-	if s == "" || len(s) > 240 || s[0] == '.' {
+	if s == "" || len(s) > MaxKeyLength || s[0] == '.' {
 		return false
 	}
 	for _, r := range s {
@@ -224,6 +229,9 @@ func (s *Store) Get(kind, key string, v any) (bool, error) {
 	env, err := parse(b)
 	if err != nil {
 		return false, fmt.Errorf("read %s/%s: %w", kind, key, err)
+	}
+	if env.Schema > SchemaVersion {
+		return false, newerRecord(path, env.Schema)
 	}
 	if err := json.Unmarshal(env.Data, v); err != nil {
 		return false, fmt.Errorf("decode %s/%s: %w", kind, key, err)
@@ -302,7 +310,7 @@ func (s *Store) Load(kind string, fn func(key string, schema int, data json.RawM
 		}
 		env, perr := parse(b)
 		if perr == nil && env.Schema > SchemaVersion {
-			return aside, fmt.Errorf("record %s: %w (schema %d, this binary reads up to %d); run the newer mesolite or pass another --work-dir", path, ErrNewerFormat, env.Schema, SchemaVersion)
+			return aside, newerRecord(path, env.Schema)
 		}
 		if perr == nil {
 			perr = fn(key, env.Schema, env.Data)
@@ -318,11 +326,27 @@ func (s *Store) Load(kind string, fn func(key string, schema int, data json.RawM
 	return aside, nil
 }
 
+func newerRecord(path string, schema int) error {
+	return fmt.Errorf("record %s: %w (schema %d, this binary reads up to %d); run the newer mesolite or pass another --work-dir", path, ErrNewerFormat, schema, SchemaVersion)
+}
+
+// parse reads an envelope. The whole file must be one JSON object, so a
+// record with trailing bytes is refused rather than half-read. A record of
+// a newer schema is returned as soon as its schema is known, whatever the
+// rest looks like: only the newer binary may judge it.
 func parse(b []byte) (*Envelope, error) {
 	var env Envelope
-	dec := json.NewDecoder(bytes.NewReader(b))
-	if err := dec.Decode(&env); err != nil {
+	if err := json.Unmarshal(b, &env); err != nil {
+		var head struct {
+			Schema int `json:"schema"`
+		}
+		if json.Unmarshal(b, &head) == nil && head.Schema > SchemaVersion {
+			return &Envelope{Schema: head.Schema}, nil
+		}
 		return nil, fmt.Errorf("parse record: %w", err)
+	}
+	if env.Schema > SchemaVersion {
+		return &env, nil
 	}
 	if env.Schema < 1 || len(env.Data) == 0 {
 		return nil, errors.New("parse record: no schema or data")

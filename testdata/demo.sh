@@ -13,12 +13,13 @@ bin="$root/bin/mesolite"
 [ -x "$bin" ] || { echo "demo: $bin is missing: run make build" >&2; exit 1; }
 command -v psql >/dev/null || { echo "demo: psql is missing: apt-get install postgresql-client" >&2; exit 1; }
 
+cd "$root"
 app="${DEMO_APP:-}"
 if [ -z "$app" ]; then
   if docker image inspect postgres:9.5 >/dev/null 2>&1; then
-    app="$root/testdata/postgres.marathon.json"
+    app="testdata/postgres.marathon.json"
   else
-    app="$root/testdata/postgres-offline.marathon.json"
+    app="testdata/postgres-offline.marathon.json"
   fi
 fi
 port="${DEMO_PORT:-18080}"
@@ -36,10 +37,7 @@ cleanup() {
     if [ $status -ne 0 ]; then
       echo "demo: failed; removing the app" >&2
       "$bin" app remove postgres >/dev/null 2>&1 || true
-      for _ in $(seq 1 100); do
-        curl -sf "$MESOLITE_URL/v2/apps/postgres" >/dev/null || break
-        sleep 0.2
-      done
+      until_ok no_deployments || true
     fi
     kill -TERM "$agent_pid"; wait "$agent_pid" 2>/dev/null || true
   fi
@@ -49,7 +47,18 @@ cleanup() {
 }
 trap cleanup EXIT
 
-step() { printf '\n$ %s\n' "$*"; "$@"; }
+# step CMD...: print the command as a user would type it, then run it.
+step() {
+  local shown="" a
+  for a in "$@"; do
+    case "$a" in
+      *[[:space:]\'\"\$\(\)\*]*) a="\"${a//\"/\\\"}\"" ;;
+    esac
+    shown+="${shown:+ }$a"
+  done
+  printf '\n$ %s\n' "$shown"
+  "$@"
+}
 
 # until CMD...: run CMD quietly every 0.5s until it succeeds (60s at most).
 until_ok() {
@@ -64,6 +73,7 @@ until_ok() {
 task_field() { # task_field FIELD: a field of the postgres task from the API
   curl -sf "$MESOLITE_URL/v2/apps/postgres/tasks" | sed -n "s/.*\"$1\":\(\[\{0,1\}\"\{0,1\}\)\([^]\",]*\).*/\2/p"
 }
+no_deployments() { [ "$(curl -sf "$MESOLITE_URL/v2/deployments")" = "[]" ]; }
 running_healthy() { curl -sf "$MESOLITE_URL/v2/apps/postgres" | grep -q '"tasksHealthy":1'; }
 stopped() { curl -sf "$MESOLITE_URL/v2/apps/postgres/tasks" | grep -q '"state":"TASK_KILLED"'; }
 psql_ok() { psql -h 127.0.0.1 -p "$(task_field ports)" -U postgres -c 'select 1'; }
@@ -104,8 +114,6 @@ step psql -h 127.0.0.1 -p "$(task_field ports)" -U postgres -c "SELECT * FROM tu
 echo
 echo "# Clean up"
 step mesolite marathon app remove postgres
-for _ in $(seq 1 150); do
-  curl -sf "$MESOLITE_URL/v2/apps/postgres" >/dev/null || break
-  sleep 0.2
-done
-step mesolite marathon app list
+until_ok no_deployments
+step mesolite marathon task list
+step mesolite volume list
