@@ -9,6 +9,7 @@ package marathon
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 )
 
 // Network modes as they appear in "networks[].mode".
@@ -296,8 +297,14 @@ func (c *Container) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// defaultApp is what an empty definition normalizes from. UpgradeStrategy
-// is filled later, because its default depends on persistent volumes.
+// unset marks an upgradeStrategy field the definition leaves out. JSON
+// cannot carry NaN, so it never collides with a value the user gave (a
+// negative one must reach Validate, not be replaced by the default).
+var unset = math.NaN()
+
+// defaultApp is what an empty definition normalizes from. The fields of
+// UpgradeStrategy are unset here and filled by Normalize, because their
+// defaults depend on persistent volumes.
 func defaultApp() App {
 	return App{
 		Instances:             1,
@@ -308,7 +315,7 @@ func defaultApp() App {
 		BackoffFactor:         1.15,
 		MaxLaunchDelaySeconds: 300,
 		KillSelection:         "YOUNGEST_FIRST",
-		UpgradeStrategy:       UpgradeStrategy{MinimumHealthCapacity: -1, MaximumOverCapacity: -1},
+		UpgradeStrategy:       UpgradeStrategy{MinimumHealthCapacity: unset, MaximumOverCapacity: unset},
 	}
 }
 
@@ -381,7 +388,8 @@ func (a *App) PersistentDisk() float64 {
 	return sum
 }
 
-// Clone returns a deep copy of the app, through JSON.
+// Clone returns a deep copy of a normalized app, through JSON. (Before
+// Normalize, upgradeStrategy holds NaN, which JSON cannot encode.)
 func (a *App) Clone() *App {
 	b, err := json.Marshal(a)
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"reflect"
 	"strconv"
 	"strings"
@@ -65,24 +66,30 @@ func Decode(body []byte) (*App, map[string]any, error) {
 	return app, doc, nil
 }
 
-// DecodeObject parses a JSON object, refusing duplicate keys, trailing data
-// and anything but an object at the top.
+// DecodeObject parses a JSON object, refusing malformed JSON, trailing
+// data and nesting deeper than maxDepth (*SyntaxError), and duplicate keys
+// and anything but an object at the top (*ValidationError).
 func DecodeObject(body []byte) (map[string]any, error) {
-	if err := checkDuplicates(body); err != nil {
-		return nil, err
-	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.UseNumber()
 	var v any
 	if err := dec.Decode(&v); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, &SyntaxError{Msg: "no content: expected a JSON object"}
+		}
 		return nil, &SyntaxError{Msg: err.Error()}
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return nil, &SyntaxError{Msg: "unexpected data after the JSON object"}
 	}
+	// The body is one well-formed value now, so the walk below only finds
+	// what encoding/json accepts silently: duplicate keys and deep nesting.
+	if err := checkDuplicates(body); err != nil {
+		return nil, err
+	}
 	obj, ok := v.(map[string]any)
 	if !ok {
-		return nil, &ValidationError{Details: []Detail{{Path: "/", Errors: []string{"expected a JSON object"}}}}
+		return nil, &ValidationError{Details: []Detail{{Path: "/", Errors: []string{"expected a JSON object, got " + jsonKind(v)}}}}
 	}
 	for _, k := range readOnlyFields {
 		delete(obj, k)
@@ -91,9 +98,17 @@ func DecodeObject(body []byte) (map[string]any, error) {
 }
 
 // FromObject decodes a generic JSON object into an App with Marathon's
-// defaults for every field the object leaves out.
+// defaults for every field the object leaves out. Values of the wrong JSON
+// type are a *ValidationError with one detail per path. Keys match field
+// names exactly (encoding/json alone would also take "CPUS" for "cpus");
+// keys FromObject does not know are ignored here and echoed by Render.
 func FromObject(doc map[string]any) (*App, error) {
-	b, err := json.Marshal(doc)
+	var c typeChecker
+	known := c.value(doc, appType, "")
+	if err := c.v.err(); err != nil {
+		return nil, err
+	}
+	b, err := json.Marshal(known)
 	if err != nil {
 		return nil, &SyntaxError{Msg: err.Error()}
 	}
@@ -102,6 +117,167 @@ func FromObject(doc map[string]any) (*App, error) {
 		return nil, typeError(err)
 	}
 	return &app, nil
+}
+
+var (
+	appType    = reflect.TypeOf(App{})
+	envVarType = reflect.TypeOf(EnvVar{})
+)
+
+// typeChecker copies a generic JSON value, keeping only the keys a Go type
+// knows (by their exact JSON name) and recording every value of the wrong
+// JSON type with its path ("/container/volumes(0)/mode"). JSON null is
+// accepted anywhere and leaves the default.
+type typeChecker struct {
+	v validator
+}
+
+func (c *typeChecker) bad(p, want string, got any) {
+	if p == "" {
+		p = "/"
+	}
+	c.v.add(p, "expected %s, got %s", want, jsonKind(got))
+}
+
+func (c *typeChecker) value(v any, t reflect.Type, p string) any {
+	if v == nil {
+		return nil
+	}
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch t {
+	case rawMessageType:
+		return v
+	case envVarType:
+		switch x := v.(type) {
+		case string:
+			return x
+		case map[string]any:
+			if s, ok := x["secret"].(string); ok {
+				return map[string]any{"secret": s}
+			}
+		}
+		c.bad(p, `a string or {"secret": name}`, v)
+		return nil
+	}
+	switch t.Kind() {
+	case reflect.Struct:
+		m, ok := v.(map[string]any)
+		if !ok {
+			c.bad(p, "an object", v)
+			return nil
+		}
+		fields := jsonFields(t)
+		out := make(map[string]any, len(m))
+		for k, fv := range m {
+			if ft, known := fields[k]; known {
+				out[k] = c.value(fv, ft, p+"/"+k)
+			}
+		}
+		return out
+	case reflect.Map:
+		m, ok := v.(map[string]any)
+		if !ok {
+			c.bad(p, "an object", v)
+			return nil
+		}
+		out := make(map[string]any, len(m))
+		for k, ev := range m {
+			out[k] = c.value(ev, t.Elem(), p+"/"+k)
+		}
+		return out
+	case reflect.Slice:
+		a, ok := v.([]any)
+		if !ok {
+			c.bad(p, "an array", v)
+			return nil
+		}
+		out := make([]any, len(a))
+		for i, ev := range a {
+			out[i] = c.value(ev, t.Elem(), p+"("+strconv.Itoa(i)+")")
+		}
+		return out
+	case reflect.String:
+		if _, ok := v.(string); !ok {
+			c.bad(p, "a string", v)
+			return nil
+		}
+		return v
+	case reflect.Bool:
+		if _, ok := v.(bool); !ok {
+			c.bad(p, "a boolean", v)
+			return nil
+		}
+		return v
+	case reflect.Float64, reflect.Float32:
+		s, ok := numberText(v)
+		if !ok {
+			c.bad(p, "a number", v)
+			return nil
+		}
+		if _, err := strconv.ParseFloat(s, 64); err != nil {
+			c.v.add(p, "number %s is out of range", truncate(s, 40))
+			return nil
+		}
+		return json.Number(s)
+	case reflect.Int, reflect.Int64, reflect.Int32:
+		s, ok := numberText(v)
+		if !ok {
+			c.bad(p, "an integer", v)
+			return nil
+		}
+		if _, err := strconv.ParseInt(s, 10, 64); err == nil {
+			return json.Number(s)
+		}
+		// Marathon (play-json) reads 1.0 or 1e2 as an integer too.
+		f, err := strconv.ParseFloat(s, 64)
+		if err != nil || f != math.Trunc(f) || math.Abs(f) > 1<<53 {
+			c.v.add(p, "expected an integer, got %s", truncate(s, 40))
+			return nil
+		}
+		return json.Number(strconv.FormatInt(int64(f), 10))
+	}
+	return v
+}
+
+// numberText returns the literal of a JSON number, as DecodeObject (a
+// json.Number) or a caller building a document (a float64 or an int)
+// holds it.
+func numberText(v any) (string, bool) {
+	switch x := v.(type) {
+	case json.Number:
+		return x.String(), true
+	case float64:
+		if math.IsNaN(x) || math.IsInf(x, 0) {
+			return "", false
+		}
+		return strconv.FormatFloat(x, 'g', -1, 64), true
+	case int:
+		return strconv.Itoa(x), true
+	case int64:
+		return strconv.FormatInt(x, 10), true
+	}
+	return "", false
+}
+
+// jsonKind names the JSON type of a decoded value for an error message.
+func jsonKind(v any) string {
+	switch v.(type) {
+	case nil:
+		return "null"
+	case string:
+		return "a string"
+	case bool:
+		return "a boolean"
+	case json.Number, float64, float32, int, int64:
+		return "a number"
+	case []any:
+		return "an array"
+	case map[string]any:
+		return "an object"
+	}
+	return fmt.Sprintf("%T", v)
 }
 
 // typeError turns a decoding error into a 422 detail with the JSON path.
@@ -149,12 +325,11 @@ func checkDuplicates(body []byte) error {
 	return nil
 }
 
+// maxDepth is how deeply objects and arrays may nest; an app definition
+// needs about six levels.
 const maxDepth = 64
 
 func walkValue(dec *json.Decoder, path string, depth int) error {
-	if depth > maxDepth {
-		return &SyntaxError{Msg: fmt.Sprintf("nesting deeper than %d levels", maxDepth)}
-	}
 	tok, err := dec.Token()
 	if err != nil {
 		return &SyntaxError{Msg: err.Error()}
@@ -162,6 +337,9 @@ func walkValue(dec *json.Decoder, path string, depth int) error {
 	delim, ok := tok.(json.Delim)
 	if !ok {
 		return nil
+	}
+	if depth >= maxDepth {
+		return &SyntaxError{Msg: fmt.Sprintf("objects and arrays nest deeper than %d levels", maxDepth)}
 	}
 	switch delim {
 	case '{':
@@ -212,7 +390,12 @@ func Render(app *App, doc map[string]any) (map[string]any, error) {
 	if err := dec.Decode(&typed); err != nil {
 		return nil, fmt.Errorf("decode app: %w", err)
 	}
-	out, _ := mergeTyped(doc, typed, reflect.TypeOf(App{})).(map[string]any)
+	// Marathon writes portDefinitions for host networking even when empty;
+	// dropping "[]" would bring back the default port on the next parse.
+	if app.NetworkMode() == NetworkHost && app.PortDefinitions != nil && len(app.PortDefinitions) == 0 {
+		typed["portDefinitions"] = []any{}
+	}
+	out, _ := mergeTyped(doc, typed, appType).(map[string]any)
 	return out, nil
 }
 

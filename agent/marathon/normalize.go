@@ -1,7 +1,9 @@
 package marathon
 
 import (
+	"bytes"
 	"encoding/json"
+	"math"
 	"strings"
 )
 
@@ -9,7 +11,9 @@ import (
 // fields into their current form, as Marathon does before validation. It
 // changes app in place and is idempotent.
 func Normalize(app *App) {
-	app.ID = CanonicalID(app.ID)
+	if app.ID != "" { // an app without id stays so, for Validate to say so
+		app.ID = CanonicalID(app.ID)
+	}
 
 	if app.Env == nil {
 		app.Env = map[string]EnvVar{}
@@ -32,10 +36,23 @@ func Normalize(app *App) {
 	if app.Dependencies == nil {
 		app.Dependencies = []string{}
 	}
+	for i, d := range app.Dependencies {
+		if d != "" {
+			app.Dependencies[i] = CanonicalID(d)
+		}
+	}
 	if app.Secrets == nil {
 		app.Secrets = map[string]json.RawMessage{}
 	}
 
+	// JSON null in a raw field means "not given".
+	app.UnreachableStrategy = nullToNil(app.UnreachableStrategy)
+	app.IPAddress = nullToNil(app.IPAddress)
+
+	ip, ipOK := legacyIP(app.IPAddress)
+	if ipOK {
+		app.IPAddress = nil
+	}
 	if c := app.Container; c != nil {
 		if c.Type == "" {
 			c.Type = "DOCKER"
@@ -47,25 +64,25 @@ func Normalize(app *App) {
 			if d.Parameters == nil {
 				d.Parameters = []Parameter{}
 			}
-			// Marathon < 1.5: container.docker.network and portMappings.
-			if len(app.Networks) == 0 {
-				switch strings.ToUpper(d.Network) {
-				case "BRIDGE":
-					app.Networks = []Network{{Mode: NetworkBridge}}
-				case "HOST":
-					app.Networks = []Network{{Mode: NetworkHost}}
-				case "USER":
-					app.Networks = []Network{{Mode: NetworkContainer}}
-				}
-			}
+			// Marathon < 1.5: container.docker.portMappings.
 			if len(c.PortMappings) == 0 && len(d.PortMappings) > 0 {
 				c.PortMappings = d.PortMappings
 			}
-			d.Network = ""
 			d.PortMappings = nil
 		}
+		// Marathon < 1.5: ipAddress.discovery.ports are the container
+		// ports of an IP-per-task app; they publish no host port.
+		if ip != nil && ip.Discovery != nil && len(c.PortMappings) == 0 {
+			for _, dp := range ip.Discovery.Ports {
+				c.PortMappings = append(c.PortMappings, PortMapping{
+					ContainerPort: dp.Number, Name: dp.Name, Protocol: dp.Protocol, Labels: dp.Labels,
+				})
+			}
+		}
 		for i := range c.Volumes {
-			if p := c.Volumes[i].Persistent; p != nil {
+			vol := &c.Volumes[i]
+			vol.External = nullToNil(vol.External)
+			if p := vol.Persistent; p != nil {
 				if p.Type == "" {
 					p.Type = "root"
 				}
@@ -75,6 +92,7 @@ func Normalize(app *App) {
 			}
 		}
 	}
+	legacyNetworks(app, ip)
 	if len(app.Networks) == 0 {
 		app.Networks = []Network{{Mode: NetworkHost}}
 	}
@@ -86,8 +104,10 @@ func Normalize(app *App) {
 
 	mode := app.NetworkMode()
 	if mode == NetworkHost {
-		// Marathon < 1.5: "ports": [0, 0] means two dynamic port definitions.
+		// Marathon < 1.5: "ports": [0, 0] means two dynamic port
+		// definitions, "ports": [] none.
 		if app.PortDefinitions == nil && app.Ports != nil {
+			app.PortDefinitions = make([]PortDefinition, 0, len(app.Ports))
 			for _, p := range app.Ports {
 				app.PortDefinitions = append(app.PortDefinitions, PortDefinition{Port: p, Protocol: "tcp"})
 			}
@@ -97,9 +117,16 @@ func Normalize(app *App) {
 			// otherwise; "portDefinitions": [] means none.
 			app.PortDefinitions = []PortDefinition{{Port: 0, Protocol: "tcp", Name: "default"}}
 		}
+	} else {
+		// "portDefinitions": [] is harmless with container networks and
+		// dropped; port definitions that ask for ports are left for
+		// Validate to refuse.
+		if len(app.PortDefinitions) == 0 {
+			app.PortDefinitions = nil
+		}
+		app.RequirePorts = false
 	}
 	app.Ports = nil
-	app.IPAddress = nil
 	if app.Container != nil {
 		for i := range app.Container.PortMappings {
 			pm := &app.Container.PortMappings[i]
@@ -107,14 +134,13 @@ func Normalize(app *App) {
 				zero := 0
 				pm.HostPort = &zero
 			}
+			if pm.Protocol == "" {
+				pm.Protocol = "tcp"
+			}
 			if pm.Labels == nil {
 				pm.Labels = map[string]string{}
 			}
 		}
-	}
-	if mode != NetworkHost {
-		app.PortDefinitions = nil
-		app.RequirePorts = false
 	}
 
 	for i := range app.HealthChecks {
@@ -147,12 +173,21 @@ func Normalize(app *App) {
 		}
 	}
 
+	// Marathon's default upgradeStrategy is 1 / 1, and 0.5 / 0 for an app
+	// with persistent volumes (it never runs more instances than it has
+	// reservations). A field the user left out gets the same default.
 	resident := app.HasPersistentVolumes()
-	if app.UpgradeStrategy.MinimumHealthCapacity < 0 || app.UpgradeStrategy.MaximumOverCapacity < 0 {
+	us := &app.UpgradeStrategy
+	if math.IsNaN(us.MinimumHealthCapacity) {
+		us.MinimumHealthCapacity = 1
 		if resident {
-			app.UpgradeStrategy = UpgradeStrategy{MinimumHealthCapacity: 0.5, MaximumOverCapacity: 0}
-		} else {
-			app.UpgradeStrategy = UpgradeStrategy{MinimumHealthCapacity: 1, MaximumOverCapacity: 1}
+			us.MinimumHealthCapacity = 0.5
+		}
+	}
+	if math.IsNaN(us.MaximumOverCapacity) {
+		us.MaximumOverCapacity = 1
+		if resident {
+			us.MaximumOverCapacity = 0
 		}
 	}
 	if resident {
@@ -188,4 +223,92 @@ func CanonicalID(id string) string {
 // prefix because "_" cannot appear in a valid id.
 func SafeID(id string) string {
 	return strings.ReplaceAll(strings.TrimPrefix(CanonicalID(id), "/"), "/", "_")
+}
+
+// nullToNil turns a raw JSON null into nil, the "not given" of a raw field.
+func nullToNil(raw json.RawMessage) json.RawMessage {
+	if bytes.Equal(bytes.TrimSpace(raw), []byte("null")) {
+		return nil
+	}
+	return raw
+}
+
+// ipAddress is Marathon's < 1.5 "ipAddress" (IP per task).
+type ipAddress struct {
+	NetworkName string            `json:"networkName"`
+	Labels      map[string]string `json:"labels"`
+	Discovery   *struct {
+		Ports []struct {
+			Number   int               `json:"number"`
+			Name     string            `json:"name"`
+			Protocol string            `json:"protocol"`
+			Labels   map[string]string `json:"labels"`
+		} `json:"ports"`
+	} `json:"discovery"`
+}
+
+// legacyIP decodes app.ipAddress. ok is false when the field is there but
+// is not an ipAddress object; it then stays on the app for Validate.
+func legacyIP(raw json.RawMessage) (ip *ipAddress, ok bool) {
+	if len(raw) == 0 {
+		return nil, true
+	}
+	ip = &ipAddress{}
+	if err := json.Unmarshal(raw, ip); err != nil {
+		return nil, false
+	}
+	return ip, true
+}
+
+// mesosBridgeName is the network name Marathon treats as the bridge
+// (its --mesos_bridge_name default).
+const mesosBridgeName = "mesos-bridge"
+
+// legacyNetworks folds Marathon < 1.5's container.docker.network and
+// ipAddress into networks, as Marathon's NetworkTranslation does. Given
+// networks win (Marathon refuses the mix; mesolite ignores the old
+// fields). A docker.network value Marathon does not know (NONE) stays for
+// Validate to refuse.
+func legacyNetworks(app *App, ip *ipAddress) {
+	var d *Docker
+	if app.Container != nil {
+		d = app.Container.Docker
+	}
+	legacy := ""
+	if d != nil {
+		legacy = strings.ToUpper(d.Network)
+	}
+	var n *Network
+	switch legacy {
+	case "HOST":
+		n = &Network{Mode: NetworkHost}
+	case "BRIDGE":
+		n = &Network{Mode: NetworkBridge}
+	case "USER":
+		n = &Network{Mode: NetworkContainer}
+	case "":
+		if ip != nil {
+			n = &Network{Mode: NetworkContainer}
+			if ip.NetworkName == mesosBridgeName {
+				n = &Network{Mode: NetworkBridge}
+			}
+		}
+	default:
+		return
+	}
+	if d != nil {
+		d.Network = ""
+	}
+	if n == nil || len(app.Networks) > 0 {
+		return
+	}
+	if ip != nil && n.Mode != NetworkHost {
+		if n.Mode == NetworkContainer {
+			n.Name = ip.NetworkName
+		}
+		if len(ip.Labels) > 0 {
+			n.Labels = ip.Labels
+		}
+	}
+	app.Networks = []Network{*n}
 }

@@ -1,6 +1,7 @@
 package marathon
 
 import (
+	"encoding/json"
 	"fmt"
 	"math"
 	"path"
@@ -8,6 +9,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // Options are the agent's settings that validation depends on.
@@ -23,7 +25,7 @@ var (
 	idSegment   = regexp.MustCompile(`^(([a-z0-9]|[a-z0-9][a-z0-9\-]*[a-z0-9])\.)*([a-z0-9]|[a-z0-9][a-z0-9\-]*[a-z0-9])$`)
 	portName    = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
 	envName     = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
-	labelEnvKey = regexp.MustCompile(`[^A-Za-z0-9_]`)
+	labelEnvKey = regexp.MustCompile(`[^A-Za-z0-9_]+`)
 )
 
 // Limits that keep every derived name (task id, container name, file name)
@@ -59,6 +61,16 @@ func (v *validator) add(path, format string, args ...any) {
 		v.details = map[string][]string{}
 	}
 	v.details[path] = append(v.details[path], fmt.Sprintf(format, args...))
+}
+
+// addOnce adds a message to a path unless the path has it already.
+func (v *validator) addOnce(path, msg string) {
+	for _, m := range v.details[path] {
+		if m == msg {
+			return
+		}
+	}
+	v.add(path, "%s", msg)
 }
 
 func (v *validator) err() error {
@@ -112,7 +124,7 @@ func (v *validator) id(p, id string) string {
 	}
 	switch segs[len(segs)-1] {
 	case "restart", "tasks", "versions":
-		v.add(p, "Path may not end with 'restart', 'tasks' or 'versions' (these are reserved API paths)")
+		v.add(p, "must not end with any of the following reserved keywords: restart, tasks, versions")
 		return ""
 	}
 	return canon
@@ -195,25 +207,50 @@ func Validate(app *App, opts Options) error {
 	v.networks(app)
 	v.ports(app)
 	v.healthChecks(app)
-	if app.Residency != nil && !app.HasPersistentVolumes() {
-		v.add("/residency", "AppDefinition must contain persistent volumes and define residency")
+	v.residency(app)
+	if len(app.IPAddress) > 0 {
+		v.add("/ipAddress", "must be an object such as {\"networkName\": \"my-net\"}; better, use networks")
 	}
 	return v.err()
 }
 
 func (v *validator) upgradeStrategy(app *App) {
 	us := app.UpgradeStrategy
-	if us.MinimumHealthCapacity < 0 || us.MinimumHealthCapacity > 1 || math.IsNaN(us.MinimumHealthCapacity) {
-		v.add("/upgradeStrategy/minimumHealthCapacity", "is greater than 1 or less than 0")
+	between := func(p string, x float64) {
+		if !(x >= 0 && x <= 1) { // also NaN
+			v.add(p, "got %v, expected between 0.0 and 1.0", x)
+		}
 	}
-	if us.MaximumOverCapacity < 0 || us.MaximumOverCapacity > 1 || math.IsNaN(us.MaximumOverCapacity) {
-		v.add("/upgradeStrategy/maximumOverCapacity", "is greater than 1 or less than 0")
-	}
+	between("/upgradeStrategy/minimumHealthCapacity", us.MinimumHealthCapacity)
+	between("/upgradeStrategy/maximumOverCapacity", us.MaximumOverCapacity)
 	if app.HasPersistentVolumes() && us.MaximumOverCapacity != 0 {
-		v.add("/upgradeStrategy", "maximumOverCapacity must be 0 when persistent volumes are defined")
+		v.add("/upgradeStrategy/maximumOverCapacity", "got %v, expected 0.0: an app with persistent volumes never runs more instances than it has reservations", us.MaximumOverCapacity)
 	}
 }
 
+// residency checks residency and unreachableStrategy, which go with
+// persistent volumes.
+func (v *validator) residency(app *App) {
+	resident := app.HasPersistentVolumes()
+	if app.Residency != nil && !resident {
+		v.add("/", "AppDefinition must contain persistent volumes and define residency")
+	}
+	if len(app.UnreachableStrategy) == 0 {
+		return
+	}
+	var disabled string
+	var obj map[string]json.RawMessage
+	switch {
+	case json.Unmarshal(app.UnreachableStrategy, &disabled) == nil && disabled == "disabled":
+	case resident:
+		v.add("/", "unreachableStrategy must be disabled for resident tasks")
+	case json.Unmarshal(app.UnreachableStrategy, &obj) != nil:
+		v.add("/unreachableStrategy", "must be \"disabled\" or {\"inactiveAfterSeconds\": n, \"expungeAfterSeconds\": m}")
+	}
+}
+
+// constraintOps maps each operator to whether it takes a value: 0 never,
+// 1 always, -1 optionally.
 var constraintOps = map[string]int{
 	"UNIQUE": 0, "CLUSTER": -1, "GROUP_BY": -1, "LIKE": 1, "UNLIKE": 1, "MAX_PER": 1, "IS": 1,
 }
@@ -225,25 +262,34 @@ func (v *validator) constraints(p string, cs [][]string) {
 			v.add(cp, "Each constraint must have either 2 or 3 fields")
 			continue
 		}
-		want, ok := constraintOps[strings.ToUpper(c[1])]
+		if c[0] == "" || c[1] == "" {
+			v.add(cp, "Missing field and operator")
+			continue
+		}
+		op := strings.ToUpper(c[1])
+		want, ok := constraintOps[op]
 		if !ok {
-			v.add(cp, "Constraint operator must be one of UNIQUE, CLUSTER, GROUP_BY, LIKE, UNLIKE, MAX_PER or IS")
+			v.add(cp, "Constraint operator must be one of the following UNIQUE, CLUSTER, GROUP_BY, LIKE, MAX_PER, UNLIKE or IS")
 			continue
 		}
 		switch {
 		case want == 0 && len(c) != 2:
-			v.add(cp, "%s does not take a value", c[1])
+			v.add(cp, "Value specified but not used: %s takes no value", op)
+			continue
 		case want == 1 && len(c) != 3:
-			v.add(cp, "%s requires a value", c[1])
+			v.add(cp, "Missing value: %s requires a value", op)
+			continue
+		case len(c) == 2:
+			continue
 		}
-		if len(c) == 3 && (c[1] == "LIKE" || c[1] == "UNLIKE") {
-			if _, err := regexp.Compile("^(" + c[2] + ")$"); err != nil {
-				v.add(cp, "'%s' is not a valid regular expression", c[2])
+		switch op {
+		case "LIKE", "UNLIKE":
+			if _, err := regexp.Compile(c[2]); err != nil {
+				v.add(cp, "'%s' is not a valid regular expression", truncate(c[2], 60))
 			}
-		}
-		if len(c) == 3 && c[1] == "MAX_PER" {
+		case "MAX_PER", "GROUP_BY":
 			if n, err := strconv.Atoi(c[2]); err != nil || n < 1 {
-				v.add(cp, "MAX_PER requires a positive integer value")
+				v.add(cp, "Value was specified but is not a number: %s takes a positive integer", op)
 			}
 		}
 	}
@@ -264,6 +310,9 @@ func (v *validator) container(app *App, opts Options) {
 		v.add("/container/docker/image", "a Docker image is required: set container.docker.image")
 	} else {
 		d := c.Docker
+		if d.Network != "" {
+			v.add("/container/docker/network", "unsupported docker network type %s: use networks [{\"mode\": \"host\"}] or [{\"mode\": \"container/bridge\"}]", truncate(d.Network, 20))
+		}
 		if len(d.Image) > maxPathLength || strings.ContainsAny(d.Image, " \t\n\x00") {
 			v.add("/container/docker/image", "%q is not a valid image reference", truncate(d.Image, 60))
 		}
@@ -285,8 +334,12 @@ func (v *validator) container(app *App, opts Options) {
 	for i, vol := range c.Volumes {
 		vp := fmt.Sprintf("/container/volumes(%d)", i)
 		cp := vol.ContainerPath
-		if seen[mountTarget(cp)] && cp != "" {
-			v.add(vp+"/containerPath", "containerPath %q is used by another volume", cp)
+		switch target := mountTarget(cp); {
+		case cp == "":
+		case target == sandboxPath || target == "/":
+			v.add(vp+"/containerPath", "containerPath %q would cover %s: mount the volume below it", truncate(cp, 60), target)
+		case seen[target]:
+			v.add(vp+"/containerPath", "containerPath %q is used by another volume", truncate(cp, 60))
 		}
 		seen[mountTarget(cp)] = true
 		switch {
@@ -310,7 +363,7 @@ func (v *validator) persistentVolume(vp string, vol Volume) {
 	case strings.Contains(cp, "/"):
 		v.add(vp+"/containerPath", "value must not contain \"/\"")
 	case cp == "." || cp == "..":
-		v.add(vp+"/containerPath", "value must not be \".\" or \"..\"")
+		v.add(vp+"/containerPath", "can not be one of (.,..)")
 	case strings.ContainsRune(cp, 0) || len(cp) > maxSegmentLength || strings.ContainsAny(cp, "#\\"):
 		v.add(vp+"/containerPath", "must be at most %d characters, without NUL, \"#\" or \"\\\"", maxSegmentLength)
 	}
@@ -332,6 +385,9 @@ func (v *validator) persistentVolume(vp string, vol Volume) {
 	}
 	if p.MaxSize != nil {
 		v.add(vp+"/persistent/maxSize", "maxSize is only meaningful for mount volumes, which mesolite does not support")
+	}
+	if len(p.Constraints) > 0 {
+		v.add(vp+"/persistent", "Constraints on root volumes are not supported")
 	}
 	if p.ProfileName != "" {
 		v.add(vp+"/persistent/profileName", "disk profiles are not supported by mesolite")
@@ -394,16 +450,16 @@ func (v *validator) networks(app *App) {
 	}
 	mode := app.NetworkMode()
 	if mode == NetworkHost && len(app.PortMappings()) > 0 {
-		v.add("/container/portMappings", "Port mappings are only allowed with container networks: use portDefinitions with host networking")
+		v.add("/container/portMappings", "portMappings are not allowed with host-networking: use portDefinitions, or networks [{\"mode\": \"container/bridge\"}]")
 	}
 	if mode != NetworkHost && len(app.PortDefinitions) > 0 {
-		v.add("/portDefinitions", "Port definitions are only allowed with host networking: use container.portMappings")
+		v.add("/portDefinitions", "portDefinitions are only allowed with host-networking: use container.portMappings")
 	}
 }
 
 func (v *validator) ports(app *App) {
 	names := map[string]bool{}
-	checkName := func(p, name string) {
+	checkName := func(list, p, name string) {
 		if name == "" {
 			return
 		}
@@ -411,7 +467,7 @@ func (v *validator) ports(app *App) {
 			v.add(p+"/name", "must fully match regular expression '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$'")
 		}
 		if names[name] {
-			v.add(p+"/name", "Port names must be unique.")
+			v.addOnce(list, "Port names must be unique.")
 		}
 		names[name] = true
 	}
@@ -450,19 +506,19 @@ func (v *validator) ports(app *App) {
 			v.add(p+"/containerPort", "a bridge port mapping needs a containerPort")
 		}
 		checkProto(p, pm.Protocol)
-		checkName(p, pm.Name)
+		checkName("/container/portMappings", p, pm.Name)
 	}
 	for i, pd := range app.PortDefinitions {
 		p := fmt.Sprintf("/portDefinitions(%d)", i)
 		inRange(p+"/port", pd.Port)
 		if pd.Port > 0 {
 			if fixed[pd.Port] {
-				v.add(p+"/port", "Ports must be unique.")
+				v.addOnce("/portDefinitions", "Ports must be unique.")
 			}
 			fixed[pd.Port] = true
 		}
 		checkProto(p, pd.Protocol)
-		checkName(p, pd.Name)
+		checkName("/portDefinitions", p, pd.Name)
 	}
 }
 
@@ -483,7 +539,7 @@ func (v *validator) healthChecks(app *App) {
 			case hc.PortIndex != nil && hc.Port != nil:
 				v.add(p, "Health check must specify either portIndex or port, not both")
 			case hc.PortIndex != nil && (*hc.PortIndex < 0 || *hc.PortIndex >= nports):
-				v.add(p+"/portIndex", "Health check port indices must address an element of the ports array or container port mappings.")
+				v.add(p, "Health check port indices must address an element of the ports array or container port mappings.")
 			case hc.Port != nil && (*hc.Port < 1 || *hc.Port > maxPortValue):
 				v.add(p+"/port", "got %d, expected 1 to %d", *hc.Port, maxPortValue)
 			}
@@ -496,6 +552,15 @@ func (v *validator) healthChecks(app *App) {
 			}
 		default:
 			v.add(p+"/protocol", "must be one of HTTP, HTTPS, TCP, COMMAND, MESOS_HTTP, MESOS_HTTPS, MESOS_TCP")
+		}
+		switch hc.IPProtocol {
+		case "", "IPv4":
+		case "IPv6":
+			if hc.Protocol != ProtoMesosHTTP && hc.Protocol != ProtoMesosHTTPS && hc.Protocol != ProtoMesosTCP {
+				v.add(p, "IPv6 can only be used for container type DOCKER and Mesos http/https/tcp health checks")
+			}
+		default:
+			v.add(p+"/ipProtocol", "must be IPv4 or IPv6")
 		}
 		if hc.Path != "" && (!strings.HasPrefix(hc.Path, "/") || strings.ContainsAny(hc.Path, " \r\n\x00")) {
 			v.add(p+"/path", "must be an absolute URL path such as /health")
@@ -519,28 +584,36 @@ func (v *validator) healthChecks(app *App) {
 }
 
 // ValidateUpdate checks the rules that compare an app with its previous
-// version: an app with persistent volumes keeps its volumes and resources.
+// version, as Marathon's residentUpdateIsValid does: when either version
+// has persistent volumes, the volumes (matched by containerPath), cpus,
+// mem, disk and host ports stay as they are. Anything else may change.
 func ValidateUpdate(old, updated *App) error {
-	var v validator
-	if !old.HasPersistentVolumes() {
+	if !old.HasPersistentVolumes() && !updated.HasPersistentVolumes() {
 		return nil
 	}
+	var v validator
 	if !sameVolumes(old.PersistentVolumes(), updated.PersistentVolumes()) {
-		v.add("/container/volumes", "Persistent volumes can not be changed!")
+		v.add("/", "Persistent volumes can not be changed!")
 	}
-	if old.Cpus != updated.Cpus || old.Mem != updated.Mem || old.Disk != updated.Disk || !sameHostPorts(old, updated) {
+	if old.Cpus != updated.Cpus || old.Mem != updated.Mem || old.Disk != updated.Disk || old.Gpus != updated.Gpus || !sameHostPorts(old, updated) {
 		v.add("/", "Services with persistent volumes configured may not change resource requirements. If you need to make this change, please create a new service.")
 	}
 	return v.err()
 }
 
+// sameVolumes reports whether every volume of a has an equal one in b with
+// the same containerPath, and both have as many.
 func sameVolumes(a, b []Volume) bool {
 	if len(a) != len(b) {
 		return false
 	}
-	for i := range a {
-		if a[i].ContainerPath != b[i].ContainerPath || a[i].Mode != b[i].Mode ||
-			a[i].Persistent.Size != b[i].Persistent.Size || a[i].Persistent.Type != b[i].Persistent.Type {
+	byPath := make(map[string]Volume, len(b))
+	for _, vol := range b {
+		byPath[vol.ContainerPath] = vol
+	}
+	for _, x := range a {
+		y, ok := byPath[x.ContainerPath]
+		if !ok || x.Mode != y.Mode || x.Persistent.Size != y.Persistent.Size || x.Persistent.Type != y.Persistent.Type {
 			return false
 		}
 	}
@@ -560,12 +633,19 @@ func sameHostPorts(a, b *App) bool {
 	return true
 }
 
-// hostPorts lists the host ports an app asks for, 0 for a dynamic one.
+// hostPorts lists the host ports an instance of the app reserves, 0 for a
+// dynamic one. With host networking a port definition is a host port only
+// with requirePorts; otherwise its port is the service port and the host
+// port is dynamic.
 func hostPorts(a *App) []int {
 	var out []int
 	if a.NetworkMode() == NetworkHost {
 		for _, pd := range a.PortDefinitions {
-			out = append(out, pd.Port)
+			if a.RequirePorts {
+				out = append(out, pd.Port)
+			} else {
+				out = append(out, 0)
+			}
 		}
 		return out
 	}
@@ -577,12 +657,15 @@ func hostPorts(a *App) []int {
 	return out
 }
 
+// sandboxPath is where the task's sandbox is mounted in the container.
+const sandboxPath = "/mnt/mesos/sandbox"
+
 // mountTarget is where a volume lands in the container.
 func mountTarget(cp string) string {
 	if path.IsAbs(cp) {
 		return path.Clean(cp)
 	}
-	return path.Join("/mnt/mesos/sandbox", cp)
+	return path.Join(sandboxPath, cp)
 }
 
 func badPath(p string) string {
@@ -639,15 +722,22 @@ func supportedParameterList() []string {
 	return out
 }
 
+// truncate shortens s to at most n bytes for a message, without cutting a
+// UTF-8 sequence.
 func truncate(s string, n int) string {
 	if len(s) <= n {
 		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
 	}
 	return s[:n] + "…"
 }
 
 // LabelEnvName is the environment variable name Marathon gives a label:
-// MARATHON_APP_LABEL_<KEY> with non-alphanumerics replaced by "_".
+// MARATHON_APP_LABEL_<KEY>, each run of characters other than [A-Za-z0-9_]
+// in the key replaced by one "_", upper-cased (Marathon's
+// EnvironmentHelper.labelsToEnvVars).
 func LabelEnvName(key string) string {
 	return "MARATHON_APP_LABEL_" + strings.ToUpper(labelEnvKey.ReplaceAllString(key, "_"))
 }
