@@ -3,7 +3,6 @@ package agent
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"regexp"
 	"sort"
@@ -615,10 +614,4 @@ func sameJSON(x, y any) bool {
 	bx, err1 := json.Marshal(x)
 	by, err2 := json.Marshal(y)
 	return err1 == nil && err2 == nil && string(bx) == string(by)
-}
-
-// errLocked reports whether err is a deployment lock.
-func errLocked(err error) bool {
-	var le *LockedError
-	return errors.As(err, &le)
 }

@@ -74,9 +74,6 @@ type app struct {
 	waiting  string // why an instance cannot be placed, "" when it can
 	delay    backoff
 	deployID string // the deployment in progress, if any
-	// stableSince is when every task of the app was last seen running
-	// (and healthy); the launch delay resets after resetAfter of it.
-	stableSince time.Time
 }
 
 func (a *app) id() string { return a.rec.ID }

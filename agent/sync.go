@@ -2,7 +2,6 @@ package agent
 
 import (
 	"context"
-	"errors"
 	"time"
 
 	"github.com/mesolite/mesolite/sandbox"
@@ -319,6 +318,3 @@ func shortID(id string) string {
 	}
 	return id
 }
-
-// isUnavailable reports whether err says Docker does not answer.
-func isUnavailable(err error) bool { return errors.Is(err, sandbox.ErrUnavailable) }
