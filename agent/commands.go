@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"regexp"
 	"sort"
 	"strings"
@@ -182,6 +183,23 @@ func (a *Agent) UpdateApp(ctx context.Context, id string, body []byte, opts Upda
 			}
 			for k, v := range upd {
 				doc[k] = v
+			}
+			// A change of networks brings its own ports: the old mode's
+			// port definitions do not carry over (nor the old mappings to
+			// host networking).
+			if _, ok := upd["networks"]; ok {
+				if _, given := upd["portDefinitions"]; !given {
+					delete(doc, "portDefinitions")
+				}
+				if c, ok := doc["container"].(map[string]any); ok {
+					if _, given := upd["container"]; !given {
+						if nets, _ := upd["networks"].([]any); len(nets) == 0 || isHostNetwork(nets[0]) {
+							c = maps.Clone(c)
+							delete(c, "portMappings")
+							doc["container"] = c
+						}
+					}
+				}
 			}
 		}
 		res, err := a.changeApp(ap, doc, "")
@@ -607,6 +625,12 @@ func (a *Agent) SandboxOf(taskID string) (string, error) {
 		return "", &NotFoundError{Msg: fmt.Sprintf("Task '%s' does not exist (or its sandbox was removed)", taskID)}
 	}
 	return dir, nil
+}
+
+func isHostNetwork(n any) bool {
+	m, _ := n.(map[string]any)
+	mode, _ := m["mode"].(string)
+	return mode == marathon.NetworkHost
 }
 
 // sameJSON compares two values by their JSON.

@@ -622,3 +622,28 @@ func TestEnvironment(t *testing.T) {
 		}
 	}
 }
+
+// TestUpdateSwitchesNetwork: a partial update that changes networks does
+// not carry the old mode's ports over.
+func TestUpdateSwitchesNetwork(t *testing.T) {
+	h := newHarness(t, testConfig())
+	h.create([]byte(`{"id":"/net","cpus":0.1,"mem":32,"container":{"docker":{"image":"mesolite/testapp:latest"}}}`))
+	h.running("/net", 1)
+	if a := h.a.Snapshot().App("/net"); len(a.Spec.PortDefinitions) != 1 {
+		t.Fatalf("host-mode app: portDefinitions %+v, want Marathon's default one", a.Spec.PortDefinitions)
+	}
+	body := `{"networks":[{"mode":"container/bridge"}],"container":{"docker":{"image":"mesolite/testapp:latest"},"portMappings":[{"containerPort":8080,"hostPort":0}]}}`
+	if _, _, err := h.a.UpdateApp(context.Background(), "/net", []byte(body), agent.UpdateOptions{Partial: true, Force: true}); err != nil {
+		t.Fatalf("switch to bridge: %v", err)
+	}
+	a := h.a.Snapshot().App("/net")
+	if a.Spec.NetworkMode() != marathon.NetworkBridge || len(a.Spec.PortDefinitions) != 0 || len(a.Spec.PortMappings()) != 1 {
+		t.Fatalf("after switch: mode %s portDefinitions %+v portMappings %+v", a.Spec.NetworkMode(), a.Spec.PortDefinitions, a.Spec.PortMappings())
+	}
+	if _, _, err := h.a.UpdateApp(context.Background(), "/net", []byte(`{"networks":[{"mode":"host"}]}`), agent.UpdateOptions{Partial: true, Force: true}); err != nil {
+		t.Fatalf("switch back to host: %v", err)
+	}
+	if a := h.a.Snapshot().App("/net"); a.Spec.NetworkMode() != marathon.NetworkHost || len(a.Spec.PortMappings()) != 0 {
+		t.Fatalf("after switching back: mode %s portMappings %+v", a.Spec.NetworkMode(), a.Spec.PortMappings())
+	}
+}
