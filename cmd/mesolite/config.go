@@ -125,7 +125,11 @@ func loadConfig(path string, explicit bool) (fileConfig, error) {
 		return cfg, fmt.Errorf("config %s: unknown key(s) %s; see the shipped agent.toml for the keys there are", path, strings.Join(keys, ", "))
 	}
 	if cfg.WorkDir != "" && !filepath.IsAbs(cfg.WorkDir) {
-		cfg.WorkDir = filepath.Join(filepath.Dir(path), cfg.WorkDir)
+		dir, err := filepath.Abs(filepath.Dir(path))
+		if err != nil {
+			return cfg, fmt.Errorf("config %s: %w", path, err)
+		}
+		cfg.WorkDir = filepath.Join(dir, cfg.WorkDir)
 	}
 	return cfg, nil
 }

@@ -1,0 +1,109 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func writeConfig(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "agent.toml")
+	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestShippedConfig: the agent.toml at the repository root loads, and
+// says what the defaults are.
+func TestShippedConfig(t *testing.T) {
+	cfg, err := loadConfig(filepath.Join("..", "..", "agent.toml"), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.validate(); err != nil {
+		t.Fatal(err)
+	}
+	def := defaultFileConfig()
+	if cfg.Listen != def.Listen || cfg.PublishAddress != "127.0.0.1" || cfg.Hostname != "127.0.0.1" ||
+		cfg.Resources.Ports != "31000-32000" || cfg.Security.Token != "" || cfg.Tasks.AllowPrivileged {
+		t.Fatalf("shipped agent.toml differs from the defaults: %+v", cfg)
+	}
+	if !filepath.IsAbs(cfg.WorkDir) || filepath.Base(cfg.WorkDir) != "mesolite-work" {
+		t.Fatalf("work_dir %q: want mesolite-work next to agent.toml", cfg.WorkDir)
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	for _, tc := range []struct{ name, body, want string }{
+		{"unknown key", "listen = \"127.0.0.1:1\"\nlisen = 1\n", "unknown key(s) lisen"},
+		{"unknown nested key", "[resources]\ncpu = 2\n", "unknown key(s) resources.cpu"},
+		{"bad duration", "[tasks]\nkill_grace_period = \"ten\"\n", "not a duration"},
+		{"bad port range", "[resources]\nports = \"32000-31000\"\n", "resources.ports"},
+		{"bad publish address", "publish_address = \"localhost\"\n", "publish_address"},
+		{"relative host path root", "host_path_roots = [\"srv\"]\n", "host_path_roots"},
+		{"root as host path root", "host_path_roots = [\"/\"]\n", "host_path_roots"},
+		{"bad role", "role = \"a/b\"\n", "role"},
+		{"negative mem", "[resources]\nmem = -1\n", "may not be negative"},
+		{"syntax", "listen = \n", "config"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := loadConfig(writeConfig(t, tc.body), true)
+			if err == nil {
+				err = cfg.validate()
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err %v, want one mentioning %q", err, tc.want)
+			}
+		})
+	}
+	if _, err := loadConfig(filepath.Join(t.TempDir(), "missing.toml"), true); err == nil {
+		t.Fatal("a missing --config file was accepted")
+	}
+	if _, err := loadConfig(filepath.Join(t.TempDir(), "missing.toml"), false); err != nil {
+		t.Fatalf("a missing default agent.toml is an error: %v", err)
+	}
+}
+
+// TestAgentRefusesUnsafeStart: the agent refuses a non-loopback listen
+// address without a token, and a second agent on a work directory exits
+// at once naming it.
+func TestAgentRefusesUnsafeStart(t *testing.T) {
+	bin := mesoliteBinary(t)
+	work := t.TempDir()
+	cfg := writeConfig(t, "log_format = \"json\"\n")
+
+	out, err := exec.Command(bin, "agent", "--config", cfg, "--work-dir", work, "--listen", "0.0.0.0:0").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "no [security] token") {
+		t.Fatalf("non-loopback listen without a token: err %v, output %s", err, out)
+	}
+
+	// Hold the lock with a first agent (which may or may not reach Docker).
+	first := exec.Command(bin, "agent", "--config", cfg, "--work-dir", work, "--listen", freeAddr(t))
+	var firstOut bytes.Buffer
+	first.Stdout, first.Stderr = &firstOut, &firstOut
+	if err := first.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = first.Process.Kill(); _ = first.Wait() })
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(firstOut.String(), "mesolite agent starting") {
+		if time.Now().After(deadline) {
+			t.Fatalf("first agent did not start: %s", firstOut.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	start := time.Now()
+	out, err = exec.Command(bin, "agent", "--config", cfg, "--work-dir", work, "--listen", freeAddr(t)).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), work) || !strings.Contains(string(out), "in use by another mesolite agent") {
+		t.Fatalf("second agent on the same work directory: err %v, output %s", err, out)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("second agent took %v to give up", d)
+	}
+}
