@@ -45,6 +45,9 @@ type Config struct {
 	Logger   zerolog.Logger
 	// KeepAlive is the interval of keep-alive comments on /v2/events.
 	KeepAlive time.Duration
+	// EventWriteTimeout is how long one write to an event-stream client
+	// may block before the client is disconnected (default 10 s).
+	EventWriteTimeout time.Duration
 }
 
 // Server is the HTTP handler of the API.
@@ -56,8 +59,11 @@ type Server struct {
 
 // New returns the API handler for an agent.
 func New(a *agent.Agent, cfg Config) *Server {
-	if cfg.KeepAlive == 0 {
+	if cfg.KeepAlive <= 0 {
 		cfg.KeepAlive = 10 * time.Second
+	}
+	if cfg.EventWriteTimeout <= 0 {
+		cfg.EventWriteTimeout = 10 * time.Second
 	}
 	return &Server{a: a, cfg: cfg, log: cfg.Logger}
 }
@@ -85,6 +91,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if p != "/ping" && !s.authorized(r) {
+		// DC/OS answers with its scheme, which the DC/OS CLI reads.
+		sw.Header().Set("WWW-Authenticate", "acsjwt")
 		writeJSON(sw, http.StatusUnauthorized, msg("Authentication required: send Authorization: token=<token> (set MESOLITE_TOKEN for the CLI)"))
 		return
 	}
@@ -114,6 +122,10 @@ func (s *Server) authorized(r *http.Request) bool {
 func (s *Server) route(w http.ResponseWriter, r *http.Request, p string) {
 	switch {
 	case p == "/ping":
+		if r.Method != "GET" && r.Method != "HEAD" {
+			methodNotAllowed(w)
+			return
+		}
 		s.ping(w, r)
 	case p == "/v2/info":
 		only(w, r, "GET", s.info)
@@ -338,10 +350,10 @@ func (s *Server) updateApp(w http.ResponseWriter, r *http.Request, id string, pu
 	// A body of only "version" (and the id) rolls the app back to it.
 	var probe map[string]json.RawMessage
 	if json.Unmarshal(body, &probe) == nil {
-		if v, ok := probe["version"]; ok {
+		if v, ok := probe["version"]; ok && string(bytes.TrimSpace(v)) != "null" {
 			others := 0
-			for k := range probe {
-				if k != "version" && k != "id" {
+			for k, raw := range probe {
+				if k != "version" && k != "id" && string(bytes.TrimSpace(raw)) != "null" {
 					others++
 				}
 			}
@@ -353,9 +365,33 @@ func (s *Server) updateApp(w http.ResponseWriter, r *http.Request, id string, pu
 					return
 				}
 				w.Header().Set("Marathon-Deployment-Id", res.DeploymentID)
+				if v := s.a.Snapshot().App(marathon.CanonicalID(id)); v != nil {
+					s.apiPost(r, v.Doc)
+				}
 				writeJSON(w, http.StatusOK, res)
 				return
 			}
+		}
+	}
+	// In Marathon's AppUpdate a null field is a field not given: go-marathon
+	// sends {"id":…,"instances":0,"ports":null,"dependencies":null} to
+	// scale, and a null must neither wipe a field nor count as a change.
+	upd, err := marathon.DecodeObject(body)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	stripped := false
+	for k, v := range upd {
+		if v == nil {
+			delete(upd, k)
+			stripped = true
+		}
+	}
+	if stripped {
+		if body, err = json.Marshal(upd); err != nil {
+			writeError(w, err)
+			return
 		}
 	}
 	opts := agent.UpdateOptions{Partial: true, Force: force, AllowCreate: put}
@@ -502,16 +538,13 @@ func (s *Server) deleteTasks(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	var req struct {
-		IDs []string `json:"ids"`
-	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	if err := dec.Decode(&req); err != nil {
-		writeJSON(w, http.StatusBadRequest, map[string]any{"message": "Invalid JSON", "details": err.Error()})
+	ids, err := taskIDs(body)
+	if err != nil {
+		writeError(w, err)
 		return
 	}
 	q := r.URL.Query()
-	tasks, dr, err := s.a.KillTasks(r.Context(), req.IDs, boolParam(q, "scale", false), boolParam(q, "wipe", false), boolParam(q, "force", false))
+	tasks, dr, err := s.a.KillTasks(r.Context(), ids, boolParam(q, "scale", false), boolParam(q, "wipe", false), boolParam(q, "force", false))
 	if err != nil {
 		writeError(w, err)
 		return
@@ -522,6 +555,38 @@ func (s *Server) deleteTasks(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"tasks": tasks})
+}
+
+// taskIDs reads the body of POST /v2/tasks/delete, {"ids": [...]}, with
+// the app decoder's checks: malformed JSON is a 400, a duplicate key or a
+// value of the wrong type a 422 naming its path.
+func taskIDs(body []byte) ([]string, error) {
+	obj, err := marathon.DecodeObject(body)
+	if err != nil {
+		return nil, err
+	}
+	raw, ok := obj["ids"]
+	if !ok || raw == nil {
+		return nil, nil
+	}
+	list, ok := raw.([]any)
+	if !ok {
+		return nil, &marathon.ValidationError{Details: []marathon.Detail{{Path: "/ids", Errors: []string{"expected an array of task ids"}}}}
+	}
+	ids := make([]string, 0, len(list))
+	var details []marathon.Detail
+	for i, v := range list {
+		id, ok := v.(string)
+		if !ok {
+			details = append(details, marathon.Detail{Path: fmt.Sprintf("/ids(%d)", i), Errors: []string{"expected a string"}})
+			continue
+		}
+		ids = append(ids, id)
+	}
+	if details != nil {
+		return nil, &marathon.ValidationError{Details: details}
+	}
+	return ids, nil
 }
 
 func (s *Server) listDeployments(w http.ResponseWriter, _ *http.Request) {

@@ -8,10 +8,19 @@ import (
 	"github.com/mesolite/mesolite/agent"
 )
 
+// dropCheckInterval is how often a stream whose write is blocked looks
+// whether the bus has dropped its subscriber.
+const dropCheckInterval = 100 * time.Millisecond
+
 // events serves GET /v2/events as Server-Sent Events: event_stream_attached
 // first, then every event as it happens (filtered by ?event_type=, which
-// may repeat), with a keep-alive comment when nothing happens. A client
-// that falls behind is dropped by the bus and its stream ends.
+// may repeat), with a keep-alive comment when nothing happens.
+//
+// A slow client never holds anything up: the bus hands events over without
+// blocking and drops a subscriber whose buffer (agent.SubscriberBuffer
+// events) is full. The stream then ends at once, even when its goroutine
+// is blocked writing to a client that stopped reading, and a write that
+// blocks longer than EventWriteTimeout ends it too.
 func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	flusher, ok := w.(http.Flusher)
 	if !ok {
@@ -31,16 +40,44 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	}
 	flusher.Flush()
 
+	// The watchdog cuts a blocked write short once the bus has dropped the
+	// subscriber. Only the connection's deadline is touched, which is safe
+	// from another goroutine.
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		t := time.NewTicker(dropCheckInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				if sub.Dropped() {
+					_ = rc.SetWriteDeadline(time.Now())
+				}
+			}
+		}
+	}()
+
 	keepAlive := time.NewTicker(s.cfg.KeepAlive)
 	defer keepAlive.Stop()
 	write := func(b []byte) bool {
-		_ = rc.SetWriteDeadline(time.Now().Add(10 * time.Second))
+		_ = rc.SetWriteDeadline(time.Now().Add(s.cfg.EventWriteTimeout))
 		if _, err := w.Write(b); err != nil {
 			return false
 		}
 		flusher.Flush()
-		return true
+		return !sub.Dropped()
 	}
+	defer func() {
+		if sub.Dropped() {
+			// Fail the server's final flush at once too: the client does
+			// not read, and would hold this goroutine until the deadline.
+			_ = rc.SetWriteDeadline(time.Now())
+			s.log.Warn().Str("remote", r.RemoteAddr).Int("buffer", agent.SubscriberBuffer).Msg("event stream client too slow; disconnected")
+		}
+	}()
 	for {
 		select {
 		case <-r.Context().Done():
@@ -51,9 +88,6 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 			}
 		case ev, ok := <-sub.C:
 			if !ok {
-				if sub.Dropped() {
-					s.log.Warn().Str("remote", r.RemoteAddr).Msg("event stream client too slow; disconnected")
-				}
 				return
 			}
 			if !write(frame(ev)) {
