@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"reflect"
 	"regexp"
 	"sort"
 	"strings"
@@ -63,7 +64,7 @@ func (a *Agent) CreateApp(ctx context.Context, body []byte) (map[string]any, str
 		if err != nil {
 			return nil, err
 		}
-		d := a.startDeployment(ap, [][]string{{ActionStart}, {ActionScale}}, nil)
+		d := a.startDeployment(ap, [][]string{{ActionStart}, {ActionScale}}, nil, time.Time{})
 		a.touchApp(ap)
 		out := a.appView(ap, nil).JSON(true, true, false, false)
 		delete(out, "versionInfo")
@@ -165,7 +166,7 @@ func (a *Agent) UpdateApp(ctx context.Context, id string, body []byte, opts Upda
 			if err != nil {
 				return nil, err
 			}
-			d := a.startDeployment(ap, [][]string{{ActionStart}, {ActionScale}}, nil)
+			d := a.startDeployment(ap, [][]string{{ActionStart}, {ActionScale}}, nil, time.Time{})
 			a.touchApp(ap)
 			return []any{DeploymentResult{DeploymentID: d.ID, Version: formatTime(ap.rec.Version)}, true}, nil
 		}
@@ -262,7 +263,7 @@ func (a *Agent) changeApp(ap *app, doc map[string]any, restartAll string) (Deplo
 		steps = [][]string{{ActionRestart}}
 		ap.delay.reset()
 	}
-	d := a.startDeployment(ap, steps, &prev)
+	d := a.startDeployment(ap, steps, &prev, time.Time{})
 	a.log.Info().Str("app_id", ap.id()).Bool("scale_only", scale).Int("instances", spec.Instances).Msg("app updated")
 	a.touchApp(ap)
 	return DeploymentResult{DeploymentID: d.ID, Version: formatTime(ver)}, nil
@@ -348,8 +349,7 @@ func (a *Agent) DeleteApp(ctx context.Context, id string, force bool) (Deploymen
 			return nil, err
 		}
 		ver := a.nextVersion()
-		d := a.startDeployment(ap, [][]string{{ActionStop}}, nil)
-		d.Version = ver
+		d := a.startDeployment(ap, [][]string{{ActionStop}}, nil, ver)
 		a.log.Info().Str("app_id", canon).Msg("app removal started")
 		a.touchApp(ap)
 		return DeploymentResult{DeploymentID: d.ID, Version: formatTime(ver)}, nil
@@ -479,7 +479,7 @@ func (a *Agent) ResetDelay(ctx context.Context, id string) error {
 	canon := marathon.CanonicalID(id)
 	_, err := a.call(ctx, func() (any, error) {
 		ap := a.apps[canon]
-		if ap == nil || ap.delay.notBefore.IsZero() {
+		if ap == nil || ap.rec.Deleting || !a.queued(ap) {
 			return nil, &NotFoundError{Msg: fmt.Sprintf("Application %s not found in tasks queue.", canon)}
 		}
 		ap.delay.reset()
@@ -489,6 +489,17 @@ func (a *Agent) ResetDelay(ctx context.Context, id string) error {
 		return nil, nil
 	})
 	return err
+}
+
+// queued reports whether an app is in the launch queue: an instance wants
+// to run and has no task.
+func (a *Agent) queued(ap *app) bool {
+	for _, inst := range a.appInstances(ap.id()) {
+		if t := inst.task(); inst.rec.Goal == GoalRunning && (t == nil || !t.active()) {
+			return true
+		}
+	}
+	return false
 }
 
 // CancelDeployment stops a deployment. Forced, it only stops it (the app
@@ -533,7 +544,7 @@ func (a *Agent) CancelDeployment(ctx context.Context, id string, force bool) (*D
 					a.setGoal(inst, GoalRunning)
 				}
 			}
-			d2 := a.startDeployment(ap, [][]string{{ActionScale}}, nil)
+			d2 := a.startDeployment(ap, [][]string{{ActionScale}}, nil, time.Time{})
 			a.touchApp(ap)
 			return &DeploymentResult{DeploymentID: d2.ID, Version: formatTime(ap.rec.Version)}, nil
 		default:
@@ -544,7 +555,7 @@ func (a *Agent) CancelDeployment(ctx context.Context, id string, force bool) (*D
 				return nil, err
 			}
 			ver := a.nextVersion()
-			d2 := a.startDeployment(ap, [][]string{{ActionStop}}, nil)
+			d2 := a.startDeployment(ap, [][]string{{ActionStop}}, nil, ver)
 			a.touchApp(ap)
 			return &DeploymentResult{DeploymentID: d2.ID, Version: formatTime(ver)}, nil
 		}
@@ -634,8 +645,14 @@ func isHostNetwork(n any) bool {
 }
 
 // sameJSON compares two values by their JSON.
+// Raw JSON inside them (unreachableStrategy, readiness checks) may differ
+// in key order and spacing, so both sides are decoded before comparing.
 func sameJSON(x, y any) bool {
+	var vx, vy any
 	bx, err1 := json.Marshal(x)
 	by, err2 := json.Marshal(y)
-	return err1 == nil && err2 == nil && string(bx) == string(by)
+	if err1 != nil || err2 != nil || json.Unmarshal(bx, &vx) != nil || json.Unmarshal(by, &vy) != nil {
+		return false
+	}
+	return reflect.DeepEqual(vx, vy)
 }

@@ -38,15 +38,18 @@ func (e *LockedError) Error() string {
 	return "App is locked by one or more deployments. Override with the option '?force=true'. View details at '/v2/deployments/<DEPLOYMENT_ID>'."
 }
 
-// startDeployment records a new deployment of ap. The caller has checked
-// the lock (or forced it).
-func (a *Agent) startDeployment(ap *app, steps [][]string, previous *appRecord) *deployment {
+// startDeployment records a new deployment of ap at version (the app's
+// version when zero). The caller has checked the lock (or forced it).
+func (a *Agent) startDeployment(ap *app, steps [][]string, previous *appRecord, version time.Time) *deployment {
+	if version.IsZero() {
+		version = ap.rec.Version
+	}
 	if ap.deployID != "" {
 		a.cancelDeployment(ap, "replaced by a forced change")
 	}
 	d := &deployment{
 		ID:          newUUID(),
-		Version:     ap.rec.Version,
+		Version:     version,
 		AppID:       ap.id(),
 		Steps:       steps,
 		CurrentStep: len(steps),
@@ -91,7 +94,11 @@ func (a *Agent) finishDeployment(ap *app, success bool) {
 		typ = "deployment_failed"
 	}
 	a.log.Info().Str("app_id", ap.id()).Str("deployment_id", d.ID).Bool("success", success).Dur("took", time.Since(d.Started)).Msg("deployment finished")
-	a.bus.publish("deployment_step_success", map[string]any{"plan": d.planJSON(), "currentStep": d.stepJSON(d.CurrentStep - 1)})
+	step := "deployment_step_success"
+	if !success {
+		step = "deployment_step_failure"
+	}
+	a.bus.publish(step, map[string]any{"plan": d.planJSON(), "currentStep": d.stepJSON(d.CurrentStep - 1)})
 	a.bus.publish(typ, map[string]any{"id": d.ID, "plan": d.planJSON()})
 }
 

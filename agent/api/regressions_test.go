@@ -1,8 +1,7 @@
 package api_test
 
-// Tests of behaviour that is wrong in agent/*.go (outside this package's
-// reach). Each names the file and the proposed fix; they fail until it is
-// made.
+// Regression tests of agent bugs found through the API: a scale taken for
+// a restart, the queue's delay reset, deployment versions and step events.
 
 import (
 	"net/http"
