@@ -66,7 +66,7 @@ func (a *Agent) CreateApp(ctx context.Context, body []byte) (map[string]any, str
 		}
 		d := a.startDeployment(ap, [][]string{{ActionStart}, {ActionScale}}, nil, time.Time{})
 		a.touchApp(ap)
-		out := a.appView(ap, nil).JSON(true, true, false, false)
+		out := a.appView(ap, nil).JSON(Embed{Counts: true, Deployments: true})
 		delete(out, "versionInfo")
 		return []any{out, d.ID}, nil
 	})

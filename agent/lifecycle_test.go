@@ -288,8 +288,11 @@ func TestInsufficientResources(t *testing.T) {
 	if len(s.Queue) != 1 || s.Queue[0].Count != 1 || !s.Queue[0].Overdue {
 		t.Fatalf("queue %+v", s.Queue)
 	}
-	if j := s.App("/big").JSON(true, true, true, true); j["waitingReason"] != s.App("/big").Waiting {
+	if j := s.App("/big").JSON(agent.Embed{Mesolite: true}); j["waitingReason"] != s.App("/big").Waiting {
 		t.Fatalf("app JSON does not say why it waits: %v", j["waitingReason"])
+	}
+	if j := s.App("/big").JSON(agent.Embed{Tasks: true}); j["waitingReason"] != nil {
+		t.Fatal("mesolite's fields are rendered for a Marathon client that did not ask")
 	}
 	// Making room lets it run.
 	h.scale("/big", 0)

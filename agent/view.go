@@ -47,8 +47,9 @@ type AppView struct {
 	Deleting           bool
 }
 
-// TaskView is Marathon's task JSON.
-type TaskView struct {
+// MarathonTask is Marathon's task JSON, and nothing else: clients such as
+// marathon-python refuse fields they do not know.
+type MarathonTask struct {
 	AppID              string        `json:"appId"`
 	ID                 string        `json:"id"`
 	Host               string        `json:"host"`
@@ -62,14 +63,21 @@ type TaskView struct {
 	IPAddresses        []IPAddress   `json:"ipAddresses"`
 	HealthCheckResults []HealthView  `json:"healthCheckResults"`
 	LocalVolumes       []LocalVolume `json:"localVolumes,omitempty"`
-	Role               string        `json:"role"`
-	// Message is mesolite's: the last thing worth telling about the task
-	// (pull progress, why it failed).
-	Message string `json:"message,omitempty"`
-	// InstanceID, Incarnation and SandboxDir are mesolite's too.
+}
+
+// TaskView is a task as the API shows it: Marathon's fields, and
+// mesolite's own, which the API renders only when asked for them
+// (?embed=mesolite, as mesolite's CLI does).
+type TaskView struct {
+	MarathonTask
+	// Message is the last thing worth telling about the task (pull
+	// progress, why it failed).
+	Message     string `json:"message,omitempty"`
 	InstanceID  string `json:"instanceId"`
 	Incarnation int    `json:"incarnation"`
 	SandboxDir  string `json:"sandboxDirectory,omitempty"`
+	// Volumes is the use of each persistent volume against its size.
+	Volumes []VolumeUsage `json:"volumes,omitempty"`
 
 	active  bool
 	healthy bool // every check has a result and all are alive
@@ -93,17 +101,25 @@ type HealthView struct {
 	InstanceID          string  `json:"instanceId"`
 }
 
-// LocalVolume is one entry of a task's localVolumes. SizeMiB and
-// UsedBytes are mesolite's: the declared size and the last measured use
-// (-1 before the first measurement).
+// LocalVolume is one entry of a task's localVolumes.
 type LocalVolume struct {
-	RunSpecID     string  `json:"runSpecId"`
+	RunSpecID     string `json:"runSpecId"`
+	ContainerPath string `json:"containerPath"`
+	UUID          string `json:"uuid"`
+	PersistenceID string `json:"persistenceId"`
+}
+
+// VolumeUsage is a persistent volume's declared size and last measured
+// use (-1 before the first measurement).
+type VolumeUsage struct {
 	ContainerPath string  `json:"containerPath"`
-	UUID          string  `json:"uuid"`
 	PersistenceID string  `json:"persistenceId"`
 	SizeMiB       float64 `json:"sizeMiB"`
 	UsedBytes     int64   `json:"usedBytes"`
 }
+
+// Plain returns the task's Marathon fields only.
+func (t *TaskView) Plain() *MarathonTask { return &t.MarathonTask }
 
 // QueueItem is one entry of GET /v2/queue.
 type QueueItem struct {
@@ -137,7 +153,10 @@ func (a *Agent) publish() {
 		s.Unreadable = append(s.Unreadable, sa.Path)
 	}
 	byApp := map[string][]*TaskView{}
+	// The instances of each app, oldest first, for the launch queue.
+	instsByApp := make(map[string][]*instance, len(a.apps))
 	for _, inst := range a.sortedInstances() {
+		instsByApp[inst.rec.AppID] = append(instsByApp[inst.rec.AppID], inst)
 		r := inst.rec.Reservation
 		if r != nil {
 			rc := *r
@@ -174,7 +193,7 @@ func (a *Agent) publish() {
 		// The launch queue: instances that want to run and have no task.
 		count := 0
 		var since time.Time
-		for _, inst := range a.appInstances(id) {
+		for _, inst := range instsByApp[id] {
 			if inst.rec.Goal == GoalRunning && (inst.task() == nil || !inst.task().active()) {
 				count++
 				if t := inst.task(); t != nil && (since.IsZero() || t.EndedAt.Before(since)) {
@@ -265,10 +284,12 @@ func (a *Agent) sortedInstances() []*instance {
 func (a *Agent) taskView(ap *app, inst *instance) *TaskView {
 	t := inst.task()
 	v := &TaskView{
-		AppID: ap.id(), ID: t.ID, Host: a.cfg.Hostname, SlaveID: a.ident.AgentID, State: t.State,
-		Ports: []int{}, ServicePorts: servicePorts(ap.spec), IPAddresses: []IPAddress{},
-		HealthCheckResults: []HealthView{}, Role: a.cfg.Role, Message: t.Message,
-		InstanceID: inst.id(), Incarnation: inst.rec.Incarnation, SandboxDir: t.SandboxDir,
+		MarathonTask: MarathonTask{
+			AppID: ap.id(), ID: t.ID, Host: a.cfg.Hostname, SlaveID: a.ident.AgentID, State: t.State,
+			Ports: []int{}, ServicePorts: servicePorts(ap.spec), IPAddresses: []IPAddress{},
+			HealthCheckResults: []HealthView{},
+		},
+		Message: t.Message, InstanceID: inst.id(), Incarnation: inst.rec.Incarnation, SandboxDir: t.SandboxDir,
 		active: t.active(),
 	}
 	if t.active() {
@@ -288,6 +309,9 @@ func (a *Agent) taskView(ap *app, inst *instance) *TaskView {
 		for _, vol := range r.Volumes {
 			v.LocalVolumes = append(v.LocalVolumes, LocalVolume{
 				RunSpecID: ap.id(), ContainerPath: vol.ContainerPath, UUID: vol.UUID, PersistenceID: vol.PersistenceID,
+			})
+			v.Volumes = append(v.Volumes, VolumeUsage{
+				ContainerPath: vol.ContainerPath, PersistenceID: vol.PersistenceID,
 				SizeMiB: vol.SizeMiB, UsedBytes: a.usedBytes(vol.PersistenceID),
 			})
 		}
@@ -327,10 +351,18 @@ func optString(s string) *string {
 	return &s
 }
 
+// Embed says what AppView.JSON adds to an app's definition, as Marathon's
+// embed parameters do. Mesolite adds mesolite's own fields (the tasks'
+// messages and volume use, why the app waits), which Marathon clients do
+// not expect.
+type Embed struct {
+	Counts, Deployments, Tasks, LastTaskFailure, Mesolite bool
+}
+
 // JSON renders an app as Marathon's GET /v2/apps does: the definition with
-// version, versionInfo, and the embedded counts, deployments, tasks and
-// last task failure that are asked for.
-func (v *AppView) JSON(counts, deployments, tasks, lastFailure bool) map[string]any {
+// version, versionInfo, and what e asks for.
+func (v *AppView) JSON(e Embed) map[string]any {
+	counts, deployments, tasks, lastFailure := e.Counts, e.Deployments, e.Tasks, e.LastTaskFailure
 	out := make(map[string]any, len(v.Doc)+12)
 	for k, val := range v.Doc {
 		out[k] = val
@@ -353,10 +385,16 @@ func (v *AppView) JSON(counts, deployments, tasks, lastFailure bool) map[string]
 		}
 		out["deployments"] = ds
 	}
-	if tasks {
+	if tasks && e.Mesolite {
 		ts := v.Tasks
 		if ts == nil {
 			ts = []*TaskView{}
+		}
+		out["tasks"] = ts
+	} else if tasks {
+		ts := make([]*MarathonTask, len(v.Tasks))
+		for i, t := range v.Tasks {
+			ts[i] = t.Plain()
 		}
 		out["tasks"] = ts
 	}
@@ -368,8 +406,8 @@ func (v *AppView) JSON(counts, deployments, tasks, lastFailure bool) map[string]
 			"slaveId": f.SlaveID,
 		}
 	}
-	if v.Waiting != "" {
-		// mesolite's: why an instance cannot be placed.
+	if v.Waiting != "" && e.Mesolite {
+		// Why an instance cannot be placed.
 		out["waitingReason"] = v.Waiting
 	}
 	return out

@@ -256,10 +256,6 @@ func (s *Server) info(w http.ResponseWriter, _ *http.Request) {
 			"task_launch_timeout": 300000, "mesos_user": "root", "webui_url": nil,
 		},
 		"http_config": map[string]any{"http_port": portOf(s.cfg.Leader)},
-		"mesolite": map[string]any{
-			"agentId": s.a.AgentID(), "workDir": s.a.Layout().WorkDir,
-			"resources": map[string]any{"cpus": cfg.Cpus, "mem": cfg.MemMiB, "disk": cfg.DiskMiB, "ports": fmt.Sprintf("%d-%d", cfg.PortMin, cfg.PortMax)},
-		},
 	})
 }
 
@@ -307,20 +303,24 @@ func (s *Server) listApps(w http.ResponseWriter, r *http.Request) {
 		if !labelSel(v.Spec.Labels) {
 			continue
 		}
-		tasks := emb["tasks"] || emb["failures"]
-		apps = append(apps, v.JSON(true, true, tasks, emb["lastTaskFailure"] || emb["failures"]))
+		apps = append(apps, v.JSON(agent.Embed{
+			Counts: true, Deployments: true, Tasks: emb["tasks"] || emb["failures"],
+			LastTaskFailure: emb["lastTaskFailure"] || emb["failures"], Mesolite: emb["mesolite"],
+		}))
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"apps": apps})
 }
 
-func (s *Server) showApp(w http.ResponseWriter, _ *http.Request, id string) {
+func (s *Server) showApp(w http.ResponseWriter, r *http.Request, id string) {
 	canon := marathon.CanonicalID(id)
 	v := s.a.Snapshot().App(canon)
 	if v == nil {
 		writeJSON(w, http.StatusNotFound, msg(fmt.Sprintf("App '%s' does not exist", canon)))
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"app": v.JSON(true, true, true, true)})
+	writeJSON(w, http.StatusOK, map[string]any{"app": v.JSON(agent.Embed{
+		Counts: true, Deployments: true, Tasks: true, LastTaskFailure: true, Mesolite: embeds(r.URL.Query())["mesolite"],
+	})})
 }
 
 func (s *Server) createApp(w http.ResponseWriter, r *http.Request) {
@@ -435,7 +435,7 @@ func (s *Server) restartApp(w http.ResponseWriter, r *http.Request, id string) {
 	writeJSON(w, http.StatusOK, res)
 }
 
-func (s *Server) appTasks(w http.ResponseWriter, _ *http.Request, id string) {
+func (s *Server) appTasks(w http.ResponseWriter, r *http.Request, id string) {
 	canon := marathon.CanonicalID(id)
 	v := s.a.Snapshot().App(canon)
 	if v == nil {
@@ -446,7 +446,7 @@ func (s *Server) appTasks(w http.ResponseWriter, _ *http.Request, id string) {
 	if tasks == nil {
 		tasks = []*agent.TaskView{}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"tasks": tasks})
+	writeJSON(w, http.StatusOK, map[string]any{"tasks": renderTasks(r, tasks)})
 }
 
 // killAppTasks serves DELETE /v2/apps/{id}/tasks[/{taskId}].
@@ -488,10 +488,10 @@ func (s *Server) killAppTasks(w http.ResponseWriter, r *http.Request, id, taskID
 			writeJSON(w, http.StatusNotFound, msg(fmt.Sprintf("Task '%s' does not exist", taskID)))
 			return
 		}
-		writeJSON(w, http.StatusOK, map[string]any{"task": tasks[0]})
+		writeJSON(w, http.StatusOK, map[string]any{"task": renderTask(r, tasks[0])})
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"tasks": tasks})
+	writeJSON(w, http.StatusOK, map[string]any{"tasks": renderTasks(r, tasks)})
 }
 
 func (s *Server) appVersions(w http.ResponseWriter, _ *http.Request, id string) {
@@ -530,7 +530,7 @@ func (s *Server) listTasks(w http.ResponseWriter, r *http.Request) {
 			tasks = append(tasks, t)
 		}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"tasks": tasks})
+	writeJSON(w, http.StatusOK, map[string]any{"tasks": renderTasks(r, tasks)})
 }
 
 func (s *Server) deleteTasks(w http.ResponseWriter, r *http.Request) {
@@ -554,7 +554,7 @@ func (s *Server) deleteTasks(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, dr)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"tasks": tasks})
+	writeJSON(w, http.StatusOK, map[string]any{"tasks": renderTasks(r, tasks)})
 }
 
 // taskIDs reads the body of POST /v2/tasks/delete, {"ids": [...]}, with
@@ -619,7 +619,7 @@ func (s *Server) queue(w http.ResponseWriter, _ *http.Request) {
 			"count": q.Count,
 			"delay": map[string]any{"timeLeftSeconds": q.TimeLeftSeconds, "overdue": q.Overdue},
 			"since": q.Since.UTC().Format("2006-01-02T15:04:05.000Z"),
-			"app":   q.App.JSON(true, true, false, false),
+			"app":   q.App.JSON(agent.Embed{Counts: true, Deployments: true}),
 		}
 		summary := map[string]any{"processedOffersCount": 0, "unusedOffersCount": 0, "rejectSummaryLastOffers": []any{}, "rejectSummaryLaunchAttempt": []any{}}
 		if q.Waiting != "" {
@@ -704,9 +704,12 @@ func (s *Server) readFile(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) status(w http.ResponseWriter, _ *http.Request) {
 	snap := s.a.Snapshot()
+	cfg := s.a.Config()
 	writeJSON(w, http.StatusOK, map[string]any{
-		"agentId": s.a.AgentID(), "dockerUp": snap.DockerUp, "recovery": snap.Recovery,
+		"agentId": s.a.AgentID(), "frameworkId": s.a.FrameworkID(), "version": s.cfg.Version,
+		"workDir": s.a.Layout().WorkDir, "dockerUp": snap.DockerUp, "recovery": snap.Recovery,
 		"unreadableRecords": snap.Unreadable, "apps": len(snap.Apps), "tasks": len(snap.Tasks),
+		"resources": map[string]any{"cpus": cfg.Cpus, "mem": cfg.MemMiB, "disk": cfg.DiskMiB, "ports": fmt.Sprintf("%d-%d", cfg.PortMin, cfg.PortMax)},
 	})
 }
 
@@ -723,6 +726,26 @@ func (s *Server) volumes(w http.ResponseWriter, r *http.Request) {
 func (s *Server) apiPost(r *http.Request, app map[string]any) {
 	host, _, _ := net.SplitHostPort(r.RemoteAddr)
 	s.a.Bus().Publish("api_post_event", map[string]any{"clientIp": host, "uri": r.URL.Path, "appDefinition": app})
+}
+
+// renderTasks renders tasks as Marathon does, with mesolite's fields only
+// when the request asks for them (?embed=mesolite).
+func renderTasks(r *http.Request, tasks []*agent.TaskView) any {
+	if embeds(r.URL.Query())["mesolite"] {
+		return tasks
+	}
+	out := make([]*agent.MarathonTask, len(tasks))
+	for i, t := range tasks {
+		out[i] = t.Plain()
+	}
+	return out
+}
+
+func renderTask(r *http.Request, t *agent.TaskView) any {
+	if embeds(r.URL.Query())["mesolite"] {
+		return t
+	}
+	return t.Plain()
 }
 
 // readBody reads a request body, answering 400 itself when it is empty or

@@ -81,7 +81,7 @@ func (c *cli) getApp(ctx context.Context, id string) (*appInfo, json.RawMessage,
 	var body struct {
 		App json.RawMessage `json:"app"`
 	}
-	if err := c.api.getJSON(ctx, appPath(id), nil, &body); err != nil {
+	if err := c.api.getJSON(ctx, appPath(id), url.Values{"embed": {"app.mesolite"}}, &body); err != nil {
 		if isStatus(err, http.StatusNotFound) {
 			return nil, nil, fmt.Errorf("app '%s' does not exist", id)
 		}

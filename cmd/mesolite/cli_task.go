@@ -46,7 +46,9 @@ func decodeTasks(b []byte, path string) ([]*taskInfo, error) {
 }
 
 func (c *cli) tasks(ctx context.Context) ([]*taskInfo, error) {
-	b, _, err := c.api.do(ctx, http.MethodGet, "/v2/tasks", nil, nil)
+	// embed=mesolite adds mesolite's task fields (message, instance,
+	// volume use) that Marathon clients would not expect.
+	b, _, err := c.api.do(ctx, http.MethodGet, "/v2/tasks", url.Values{"embed": {"mesolite"}}, nil)
 	if err != nil {
 		return nil, err
 	}

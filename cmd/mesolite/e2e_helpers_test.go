@@ -171,13 +171,11 @@ func (p *agentProc) start() {
 	go func() { p.done <- p.cmd.Wait(); logf.Close() }()
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		var info struct {
-			Mesolite struct {
-				AgentID string `json:"agentId"`
-			} `json:"mesolite"`
+		var status struct {
+			AgentID string `json:"agentId"`
 		}
-		if err := p.getJSON("/v2/info", &info); err == nil {
-			p.agentID = info.Mesolite.AgentID
+		if err := p.getJSON("/mesolite/v1/status", &status); err == nil {
+			p.agentID = status.AgentID
 			return
 		}
 		select {
@@ -287,7 +285,7 @@ func (p *agentProc) tasks(appID string) []e2eTask {
 	var r struct {
 		Tasks []e2eTask `json:"tasks"`
 	}
-	if err := p.getJSON("/v2/tasks", &r); err != nil {
+	if err := p.getJSON("/v2/tasks?embed=mesolite", &r); err != nil {
 		p.t.Fatal(err)
 	}
 	var out []e2eTask
