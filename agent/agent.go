@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -129,6 +130,11 @@ type Agent struct {
 	taskIndex      map[string]*instance // current task id -> instance
 	usage          map[string]*volumeUsage
 	scanning       bool
+	publishPending bool // a deferred publish is due (publishSoon)
+
+	// launchSlots holds one token per launch talking to Docker (see
+	// maxParallelLaunches); workers take and return them.
+	launchSlots chan struct{}
 }
 
 // New opens the agent's state from st and makes its runtime with
@@ -151,6 +157,7 @@ func New(cfg Config, st *store.Store, newRuntime func(agentID string) (Runtime, 
 		orphans:        map[string]time.Time{},
 		wakeups:        map[string]time.Time{},
 		taskIndex:      map[string]*instance{},
+		launchSlots:    make(chan struct{}, maxParallelLaunches),
 	}
 	if err := a.restore(); err != nil {
 		return nil, err
@@ -216,6 +223,9 @@ func (a *Agent) restore() error {
 	if err != nil {
 		return err
 	}
+	if err := a.dropStrayVersions(); err != nil {
+		return err
+	}
 	aside, err = a.store.Load(kindInstances, func(key string, _ int, data json.RawMessage) error {
 		var rec instanceRecord
 		if err := json.Unmarshal(data, &rec); err != nil {
@@ -264,6 +274,45 @@ func (a *Agent) restore() error {
 		a.indexTask(inst)
 	}
 	return nil
+}
+
+// dropStrayVersions deletes the version records that a crash between
+// writing a version and writing its app record left behind (see addApp and
+// changeApp): a version of an app that has no record, or newer than its
+// app's current version, is a change that never happened. The versions of
+// an app record set aside as unreadable are kept.
+func (a *Agent) dropStrayVersions() error {
+	keys, err := a.store.Keys(kindVersions)
+	if err != nil {
+		return err
+	}
+	current := map[string]time.Time{}
+	for id, ap := range a.apps {
+		current[safeKey(id)] = ap.rec.Version
+	}
+	for _, s := range a.aside {
+		if s.Kind == kindApps {
+			current[s.Key] = time.Time{}
+		}
+	}
+	for _, k := range keys {
+		app, v, _ := strings.Cut(k, "@")
+		latest, ok := current[app]
+		if ok && (latest.IsZero() || !versionAfter(v, latest)) {
+			continue
+		}
+		if err := a.store.Delete(kindVersions, k); err != nil {
+			return err
+		}
+		a.log.Warn().Str("version", k).Msg("version of a change a crash interrupted removed")
+	}
+	return nil
+}
+
+// versionAfter reports whether a version key's time is after t.
+func versionAfter(v string, t time.Time) bool {
+	vt, err := time.Parse(timeFormat, v)
+	return err == nil && vt.After(t)
 }
 
 func (a *Agent) appFromRecord(rec appRecord) (*app, error) {

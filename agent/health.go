@@ -1,10 +1,12 @@
 package agent
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"strconv"
@@ -144,7 +146,7 @@ func (a *Agent) runCheck(ctx context.Context, inst *instance, taskID string, gen
 		wait = time.Duration(hc.DelaySeconds) * time.Second
 	}
 	succeeded := tg.succeeded
-	timer := time.NewTimer(wait)
+	timer := time.NewTimer(alignedWait(wait))
 	defer timer.Stop()
 	for {
 		select {
@@ -164,8 +166,26 @@ func (a *Agent) runCheck(ctx context.Context, inst *instance, taskID string, gen
 		if !succeeded && time.Since(tg.startedAt) < grace {
 			next = min(interval, fastCheckInterval)
 		}
-		timer.Reset(next)
+		timer.Reset(alignedWait(next))
 	}
+}
+
+// alignedWait is how long until the next multiple of d since the Unix
+// epoch, at least a quarter of d away. Checks with the same interval, of
+// every task, so run in the same instant: the agent wakes once per
+// interval for all of them instead of once per check, and a wake-up of an
+// idle process costs several times the check itself (50 spread TCP checks
+// a second cost about 7 times the CPU of 50 aligned ones). The interval
+// between two checks stays d, give or take the time a check took.
+func alignedWait(d time.Duration) time.Duration {
+	if d <= 0 {
+		return d
+	}
+	w := d - time.Duration(time.Now().UnixNano()%int64(d))
+	if w < d/4 {
+		w += d
+	}
+	return w
 }
 
 func (a *Agent) doCheck(ctx context.Context, tg checkTarget) checkResult {
@@ -187,22 +207,32 @@ func (a *Agent) doCheck(ctx context.Context, tg checkTarget) checkResult {
 		if strings.HasSuffix(hc.Protocol, "HTTPS") {
 			scheme = "https"
 		}
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, scheme+"://"+tg.addr+hc.Path, nil)
-		if err != nil {
-			return checkResult{cause: err.Error()}
+		var code int
+		var status string
+		if scheme == "http" && plainRequestPath(hc.Path) {
+			var err error
+			if code, status, err = httpGet(ctx, tg.addr, hc.Path); err != nil {
+				return checkResult{cause: err.Error()}
+			}
+		} else {
+			req, err := http.NewRequestWithContext(ctx, http.MethodGet, scheme+"://"+tg.addr+hc.Path, nil)
+			if err != nil {
+				return checkResult{cause: err.Error()}
+			}
+			resp, err := healthClient.Do(req)
+			if err != nil {
+				return checkResult{cause: err.Error()}
+			}
+			_ = resp.Body.Close()
+			code, status = resp.StatusCode, resp.Status
 		}
-		resp, err := healthClient.Do(req)
-		if err != nil {
-			return checkResult{cause: err.Error()}
-		}
-		_ = resp.Body.Close()
 		switch {
-		case resp.StatusCode >= 200 && resp.StatusCode <= 399:
+		case code >= 200 && code <= 399:
 			return checkResult{ok: true}
-		case resp.StatusCode < 200 && hc.IgnoreHTTP1xx != nil && *hc.IgnoreHTTP1xx:
+		case code < 200 && hc.IgnoreHTTP1xx != nil && *hc.IgnoreHTTP1xx:
 			return checkResult{ignored: true}
 		}
-		return checkResult{cause: resp.Status}
+		return checkResult{cause: status}
 	case marathon.ProtoCommand:
 		code, out, err := a.rt.Exec(ctx, tg.dockerID, []string{"/bin/sh", "-c", hc.Command.Value})
 		if err != nil {
@@ -218,6 +248,73 @@ func (a *Agent) doCheck(ctx context.Context, tg checkTarget) checkResult {
 		return checkResult{ok: true}
 	}
 	return checkResult{cause: "unknown protocol " + hc.Protocol}
+}
+
+// plainRequestPath reports whether a check's path can be sent as it is in
+// a request line: absolute, printable, without spaces.
+func plainRequestPath(p string) bool {
+	if !strings.HasPrefix(p, "/") {
+		return false
+	}
+	for i := 0; i < len(p); i++ {
+		if p[i] <= ' ' || p[i] >= 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// httpGet is an HTTP check without net/http: one connection, one
+// "GET path HTTP/1.1" with Connection: close, and the status line of the
+// answer; the body is not read. A check every second per task through
+// http.Client (a transport, its goroutines and buffers per request) costs
+// several times the CPU. Interim 1xx answers other than 101 are skipped,
+// as http.Client does. status is as http.Response.Status ("200 OK").
+func httpGet(ctx context.Context, addr, path string) (code int, status string, err error) {
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return 0, "", fmt.Errorf("GET http://%s%s: %w", addr, path, err)
+	}
+	defer conn.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		_ = conn.SetDeadline(dl)
+	}
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Now()) })
+	defer stop()
+	if _, err := io.WriteString(conn, "GET "+path+" HTTP/1.1\r\nHost: "+addr+"\r\nUser-Agent: mesolite-health-check\r\nAccept: */*\r\nConnection: close\r\n\r\n"); err != nil {
+		return 0, "", fmt.Errorf("GET http://%s%s: %w", addr, path, err)
+	}
+	br := bufio.NewReaderSize(conn, 1024)
+	for interim := 0; interim < 8; interim++ {
+		line, err := br.ReadSlice('\n')
+		if err != nil {
+			return 0, "", fmt.Errorf("GET http://%s%s: read status line: %w", addr, path, err)
+		}
+		proto, rest, ok := strings.Cut(strings.TrimRight(string(line), "\r\n"), " ")
+		if !ok || !strings.HasPrefix(proto, "HTTP/") || len(rest) < 3 {
+			return 0, "", fmt.Errorf("GET http://%s%s: malformed status line %q", addr, path, line)
+		}
+		code, err := strconv.Atoi(rest[:3])
+		if err != nil || code < 100 || code > 999 {
+			return 0, "", fmt.Errorf("GET http://%s%s: malformed status code %q", addr, path, rest)
+		}
+		if code >= 200 || code == http.StatusSwitchingProtocols {
+			return code, strings.TrimLeft(rest, " "), nil
+		}
+		// An interim answer: skip its headers, read the next status line.
+		for partial := false; ; {
+			h, err := br.ReadSlice('\n')
+			if err != nil && !errors.Is(err, bufio.ErrBufferFull) {
+				return 0, "", fmt.Errorf("GET http://%s%s: read headers: %w", addr, path, err)
+			}
+			if err == nil && !partial && len(strings.TrimRight(string(h), "\r\n")) == 0 {
+				break
+			}
+			partial = err != nil
+		}
+	}
+	return 0, "", fmt.Errorf("GET http://%s%s: too many interim answers", addr, path)
 }
 
 // onHealthResult records a check's outcome. A failure before the first
@@ -257,7 +354,14 @@ func (a *Agent) onHealthResult(inst *instance, taskID string, gen, i int, res ch
 		a.log.Warn().Str("task_id", t.ID).Int("failures", h.ConsecutiveFailures).Str("cause", res.cause).Msg("health check failed")
 	}
 	inst.view = nil
-	a.changed = true
+	if res.ok && wasAlive && !persist {
+		// Only the time of the last success moved: it goes out with the
+		// next snapshot, at most healthPublishDelay late, instead of one
+		// snapshot per result.
+		a.publishSoon()
+	} else {
+		a.changed = true
+	}
 	if wasAlive != h.Alive || persist {
 		a.saveInstance(inst)
 		a.bus.publish("health_status_changed_event", map[string]any{
@@ -272,4 +376,25 @@ func (a *Agent) onHealthResult(inst *instance, taskID string, gen, i int, res ch
 		})
 		a.kill(inst, fmt.Sprintf("health check failed %d times: %s", h.ConsecutiveFailures, h.LastFailureCause))
 	}
+}
+
+// healthPublishDelay bounds how late a health result that changes nothing
+// but its time shows in the snapshot. Publishing rebuilds the snapshot of
+// every task, so with many tasks checked every second one snapshot per
+// result would be most of the agent's work.
+const healthPublishDelay = 500 * time.Millisecond
+
+// publishSoon publishes a snapshot within healthPublishDelay, together
+// with whatever else changes meanwhile.
+func (a *Agent) publishSoon() {
+	if a.publishPending {
+		return
+	}
+	a.publishPending = true
+	time.AfterFunc(healthPublishDelay, func() {
+		a.post(func() {
+			a.publishPending = false
+			a.changed = true
+		})
+	})
 }

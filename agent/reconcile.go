@@ -436,7 +436,9 @@ func (a *Agent) placeAndLaunch(ap *app, inst *instance) {
 //  2. delete the volume directories
 //     crash → recovery deletes them again; deleting a missing one is fine
 //  3. save VolumesDestroyed
-//  4. delete the instance record, which releases the reservation
+//  4. delete the sandboxes of its tasks
+//     crash → recovery deletes them again (the record still names them)
+//  5. delete the instance record, which releases the reservation
 func (a *Agent) decommission(ap *app, inst *instance) {
 	r := inst.rec.Reservation
 	if r != nil && len(r.Volumes) > 0 && !inst.rec.VolumesDestroyed {
@@ -471,6 +473,7 @@ func (a *Agent) decommission(ap *app, inst *instance) {
 		})
 		return
 	}
+	a.removeSandboxes(inst)
 	if err := a.store.Delete(kindInstances, inst.id()); err != nil {
 		a.log.Error().Err(err).Str("instance_id", inst.id()).Msg("delete instance record")
 		a.retryLater(inst, 2*time.Second)
@@ -480,7 +483,6 @@ func (a *Agent) decommission(ap *app, inst *instance) {
 	a.stopHealth(inst)
 	a.unindexTask(inst)
 	delete(a.instances, inst.id())
-	a.removeSandboxes(inst)
 	a.log.Info().Str("app_id", ap.id()).Str("instance_id", inst.id()).Msg("instance removed, reservation released")
 	a.touchApp(ap)
 	a.wakeWaiting()

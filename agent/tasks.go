@@ -14,6 +14,10 @@ import (
 // How long a task's cleanup waits for its log copier to drain.
 const logDrainTimeout = 10 * time.Second
 
+// maxParallelLaunches is how many tasks are launched (sandbox, image,
+// container create and start) at once; the others queue for a slot.
+const maxParallelLaunches = 4
+
 // launch starts the next incarnation of an instance.
 //
 // Crash windows (each step is persisted before the next side effect):
@@ -76,12 +80,22 @@ func (a *Agent) runTask(ap *app, inst *instance, t *Task) {
 	taskID := t.ID
 	a.goWork(func(ctx context.Context) {
 		start := time.Now()
+		// Wait for a launch slot: Docker runs a few launches at once as
+		// fast as many, and many at once only make each one slower, until
+		// its calls time out. A launch that never got a slot left nothing
+		// behind; the next start finishes it (the task is STAGING).
+		select {
+		case a.launchSlots <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
 		// A launch under way finishes even when the agent is stopping, so
 		// it never leaves a container created but not started; the agent
 		// waits a few seconds for it, and the next start adopts it.
 		c, err := a.prepareAndRun(context.WithoutCancel(ctx), inst, spec, func(line string) {
 			a.post(func() { a.onProgress(inst, taskID, line) })
 		})
+		<-a.launchSlots
 		if err != nil && !errors.Is(err, sandbox.ErrUnavailable) && ctx.Err() == nil {
 			// Do not leave a created-but-not-started container behind.
 			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
