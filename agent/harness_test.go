@@ -82,12 +82,6 @@ func (h *harness) stop() {
 	_ = h.st.Close()
 }
 
-func (h *harness) restart() {
-	h.t.Helper()
-	h.stop()
-	h.start()
-}
-
 // waitFor polls the snapshot until cond holds, failing after a deadline.
 func (h *harness) waitFor(what string, cond func(s *agent.Snapshot) bool) *agent.Snapshot {
 	h.t.Helper()

@@ -195,7 +195,7 @@ func (a *Agent) doCheck(ctx context.Context, tg checkTarget) checkResult {
 	defer cancel()
 	switch hc.Protocol {
 	case marathon.ProtoTCP, marathon.ProtoMesosTCP:
-		var d net.Dialer
+		d := net.Dialer{KeepAlive: -1} // a check's connection lives a moment: no keep-alive probes to set up
 		conn, err := d.DialContext(ctx, "tcp", tg.addr)
 		if err != nil {
 			return checkResult{cause: err.Error()}
@@ -271,7 +271,7 @@ func plainRequestPath(p string) bool {
 // several times the CPU. Interim 1xx answers other than 101 are skipped,
 // as http.Client does. status is as http.Response.Status ("200 OK").
 func httpGet(ctx context.Context, addr, path string) (code int, status string, err error) {
-	var d net.Dialer
+	d := net.Dialer{KeepAlive: -1}
 	conn, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return 0, "", fmt.Errorf("GET http://%s%s: %w", addr, path, err)

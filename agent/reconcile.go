@@ -483,6 +483,11 @@ func (a *Agent) decommission(ap *app, inst *instance) {
 	a.stopHealth(inst)
 	a.unindexTask(inst)
 	delete(a.instances, inst.id())
+	if r != nil {
+		for _, v := range r.Volumes {
+			delete(a.usage, v.PersistenceID) // its last measurement, else kept forever
+		}
+	}
 	a.log.Info().Str("app_id", ap.id()).Str("instance_id", inst.id()).Msg("instance removed, reservation released")
 	a.touchApp(ap)
 	a.wakeWaiting()

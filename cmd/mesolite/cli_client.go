@@ -230,18 +230,6 @@ func (a *apiClient) getJSON(ctx context.Context, path string, q url.Values, out 
 	return decodeAnswer(b, path, out)
 }
 
-// sendJSON sends body and decodes the answer into out (when not nil).
-func (a *apiClient) sendJSON(ctx context.Context, method, path string, q url.Values, body []byte, out any) error {
-	b, _, err := a.do(ctx, method, path, q, body)
-	if err != nil {
-		return err
-	}
-	if out == nil {
-		return nil
-	}
-	return decodeAnswer(b, path, out)
-}
-
 func decodeAnswer(b []byte, path string, out any) error {
 	if err := json.Unmarshal(b, out); err != nil {
 		return fmt.Errorf("decode the answer of %s: %w", path, err)

@@ -206,17 +206,6 @@ func (p *agentProc) stop(sig syscall.Signal) {
 	p.cmd = nil
 }
 
-// waitExit waits for an agent that is expected to die on its own.
-func (p *agentProc) waitExit(d time.Duration) bool {
-	select {
-	case <-p.done:
-		p.cmd = nil
-		return true
-	case <-time.After(d):
-		return false
-	}
-}
-
 func (p *agentProc) getJSON(path string, v any) error {
 	resp, err := http.Get(p.url() + path)
 	if err != nil {

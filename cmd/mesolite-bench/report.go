@@ -1,0 +1,307 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Figure is one measured number: its headline value (a median unless said
+// otherwise), its spread, and the target it is held to.
+type Figure struct {
+	Key      string  `json:"key"` // stable, e.g. "launch.ratio"
+	Section  string  `json:"section"`
+	Name     string  `json:"name"`
+	Unit     string  `json:"unit"`
+	Value    float64 `json:"value"`
+	Dist     *Dist   `json:"dist,omitempty"`
+	Baseline *Dist   `json:"baseline,omitempty"` // Docker's own figure, for ratios
+	Target   *Target `json:"target,omitempty"`
+	// Status is PASS or MISS against the target, or INFO without one.
+	Status string `json:"status"`
+	Note   string `json:"note,omitempty"`
+}
+
+// Target is a bound a figure must stay within.
+type Target struct {
+	Op    string  `json:"op"` // "<=" or "=="
+	Value float64 `json:"value"`
+}
+
+func (t *Target) String(unit string) string {
+	if t == nil {
+		return "—"
+	}
+	return t.Op + " " + fmtNum(t.Value) + " " + unit
+}
+
+func (t *Target) met(v float64) bool {
+	switch t.Op {
+	case "<=":
+		return v <= t.Value
+	case "==":
+		return v == t.Value
+	}
+	return false
+}
+
+// Machine describes where the figures were taken.
+type Machine struct {
+	CPUModel      string `json:"cpuModel"`
+	Cores         int    `json:"cores"`
+	MemTotalMiB   int    `json:"memTotalMiB"`
+	Kernel        string `json:"kernel"`
+	OS            string `json:"os"`
+	GoVersion     string `json:"goVersion"`
+	DockerVersion string `json:"dockerVersion"`
+	DockerAPI     string `json:"dockerApiVersion"`
+	Mesolite      string `json:"mesoliteVersion"`
+}
+
+// Report is bench.json.
+type Report struct {
+	Schema      int       `json:"schema"`
+	Date        string    `json:"date"`
+	Quick       bool      `json:"quick"`
+	Machine     Machine   `json:"machine"`
+	WallSeconds float64   `json:"wallSeconds"`
+	MaxTasks    int       `json:"maxTasks"` // N of the real-Docker measurements
+	Settings    []string  `json:"settings"`
+	Figures     []*Figure `json:"figures"`
+	Errors      []string  `json:"errors,omitempty"`
+	Notes       []string  `json:"notes,omitempty"`
+}
+
+func (r *Report) add(f *Figure) *Figure {
+	switch {
+	case f.Target == nil:
+		f.Status = "INFO"
+	case f.Target.met(f.Value):
+		f.Status = "PASS"
+	default:
+		f.Status = "MISS"
+	}
+	r.Figures = append(r.Figures, f)
+	return f
+}
+
+func (r *Report) fig(key string) *Figure {
+	for _, f := range r.Figures {
+		if f.Key == key {
+			return f
+		}
+	}
+	return nil
+}
+
+// machineInfo reads the machine's description from /proc and the tools.
+func machineInfo(dockerVersion, dockerAPI string) Machine {
+	m := Machine{Cores: runtime.NumCPU(), GoVersion: runtime.Version(), DockerVersion: dockerVersion, DockerAPI: dockerAPI}
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+				m.CPUModel = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if rest, ok := strings.CutPrefix(line, "MemTotal:"); ok {
+				kb, _ := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(rest), " kB"))
+				m.MemTotalMiB = kb / 1024
+			}
+		}
+	}
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		m.Kernel = strings.TrimSpace(string(b))
+	}
+	if b, err := os.ReadFile("/etc/os-release"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "PRETTY_NAME="); ok {
+				m.OS = strings.Trim(v, `"`)
+			}
+		}
+	}
+	if out, err := exec.Command("git", "describe", "--tags", "--always", "--dirty").Output(); err == nil {
+		m.Mesolite = strings.TrimSpace(string(out))
+	}
+	return m
+}
+
+func writeJSONFile(path string, r *Report) error {
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(b, '\n'), 0o644)
+}
+
+func fmtNum(v float64) string {
+	switch {
+	case v == 0:
+		return "0"
+	case v >= 100 || v == float64(int64(v)):
+		return strconv.FormatFloat(v, 'f', 0, 64)
+	case v >= 10:
+		return strconv.FormatFloat(v, 'f', 1, 64)
+	case v >= 1:
+		return strconv.FormatFloat(v, 'f', 2, 64)
+	}
+	return strconv.FormatFloat(v, 'g', 2, 64)
+}
+
+func spread(d *Dist) string {
+	if d == nil || d.N < 2 {
+		return "—"
+	}
+	s := fmtNum(d.Min) + " / " + fmtNum(d.P90) + " / " + fmtNum(d.Max)
+	if d.P99 > 0 {
+		s = fmtNum(d.Min) + " / " + fmtNum(d.P90) + " / p99 " + fmtNum(d.P99) + " / " + fmtNum(d.Max)
+	}
+	return s
+}
+
+func nOf(d *Dist) string {
+	if d == nil {
+		return "1"
+	}
+	return strconv.Itoa(d.N)
+}
+
+// sections are the report's sections, in order.
+var sections = []struct{ key, title, intro string }{
+	{"launch", "1. Launch",
+		"`POST /v2/apps` (1 instance, a 16 MiB persistent volume, a bridge port mapping 8080 → a host port of the agent's range, no health check) until the agent's event stream reports `TASK_RUNNING`, against creating and starting the same image with the Docker Go client (what `docker run -d` does: create, then start, returning once the container runs) with the same two bind mounts (sandbox and volume, both directories made first), the same published port, memory limit, CPU shares and log options. Runs alternate mesolite/Docker so drift hits both."},
+	{"stopstart", "2. Stop and start again",
+		"`PUT /v2/apps/{id}?force=true {\"instances\":0}` until `TASK_KILLED`, then `{\"instances\":1}` until `TASK_RUNNING` on the same instance (same reservation, volume and host port; checked), against `docker stop` + `docker start` of one container of the same image and mounts (Docker Go client). mesolite's stop also removes the container (its logs are kept in the sandbox) and its start creates a new one: Marathon's semantics, one incarnation per task id."},
+	{"restart", "3. Agent restart",
+		"With N tasks running, the agent process is stopped (SIGTERM) and started again (`bin/mesolite agent`); the time runs from starting the process until `/mesolite/v1/status` reports recovery done with all N adopted and `GET /v2/tasks` lists N tasks `TASK_RUNNING` (polled every 2 ms). Container ids and `State.StartedAt` are compared before and after: any difference is a restart."},
+	{"health", "4. Health checks",
+		"CPU time of the agent process (the run time of all its threads, `/proc/<pid>/task/*/schedstat`) per second of wall time, as % of one core, with N tasks each checked every second, all healthy: first with an HTTP check each (`GET /health` of the test app, on the container's own address), then (full mode) the same tasks replaced with a TCP check each. Several windows, after the checks have run for a few seconds."},
+	{"memory", "5. Memory",
+		"Resident memory (`VmRSS` of `/proc/<pid>/status`) of the real agent idle (no apps) and with the N health-checked tasks. The add/remove cycles run against the agent over the in-memory fake runtime in a child process of the benchmark (real containers would take too long: about 1 s per cycle), each cycle `POST /v2/apps` (1 instance, persistent volume, port) until `TASK_RUNNING`, then `DELETE` until the app is gone (volume destroyed, reservation released). Growth is judged on the live heap after a forced GC and the goroutine count, warm (after the first 10% of cycles) against the end; RSS is shown too."},
+	{"api", "6. API",
+		"In-process agent over the fake runtime with 1,000 tasks (100 apps × 10 instances, resident, each with a volume and a port), served by the real API handler on a loopback HTTP server. Latency: sequential requests. Throughput: 4 concurrent clients. `POST /v2/apps` creates new 1-instance apps (so the task count grows past 1,000 as it runs) and includes the durable writes of the app, version, deployment and instance records. Events: 100 `/v2/events` subscribers over HTTP; latency from `Publish` until a subscriber has read the event."},
+	{"scale", "7. Scaling",
+		"One app (persistent volume, port, an HTTP health check every second) scaled 1 → 10 → N with `PUT instances`; time from the request until every new task is `TASK_RUNNING`, per new instance. Reconcile work: in-process agent over the fake runtime, N tasks each with a TCP health check every second against a local listener; the agent's CPU per health result, at three sizes. The agent's CPU without tasks is measured first and taken off. Work per result that stays flat as N grows means the loop's work follows the changes, not the number of tasks; so does the time of one change (a task killed and relaunched) among N tasks."},
+}
+
+// markdown renders BENCHMARKS.md.
+func markdown(r *Report) []byte {
+	var b bytes.Buffer
+	p := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
+	p("# Benchmarks\n\n")
+	p("%s\n\n", summaryLines(r))
+	p("Generated by `make bench` (`go run ./cmd/mesolite-bench`) on %s", r.Date)
+	if r.Quick {
+		p(" in **quick mode** (`BENCH_QUICK=1`: fewer repetitions and smaller N, see Settings)")
+	}
+	p("; the whole run took %.0f s. Machine-readable: [bench.json](bench.json).\n\n", r.WallSeconds)
+	m := r.Machine
+	p("| machine | |\n|---|---|\n")
+	p("| CPU | %s, %d cores (shared, noisy) |\n| RAM | %d MiB |\n| kernel | %s |\n| OS | %s |\n| Go | %s |\n| Docker Engine | %s (API %s) |\n| mesolite | %s |\n\n",
+		m.CPUModel, m.Cores, m.MemTotalMiB, m.Kernel, m.OS, m.GoVersion, m.DockerVersion, m.DockerAPI, m.Mesolite)
+
+	p("## Summary\n\n")
+	p("| figure | median | target | status |\n|---|---|---|---|\n")
+	for _, f := range r.Figures {
+		if f.Target == nil {
+			continue
+		}
+		p("| %s | %s %s | %s | **%s** |\n", f.Name, fmtNum(f.Value), f.Unit, f.Target.String(f.Unit), f.Status)
+	}
+	p("\n")
+
+	for _, s := range sections {
+		var fs []*Figure
+		for _, f := range r.Figures {
+			if f.Section == s.key {
+				fs = append(fs, f)
+			}
+		}
+		if len(fs) == 0 {
+			continue
+		}
+		p("## %s\n\n%s\n\n", s.title, s.intro)
+		p("| measurement | median | min / p90 / max | n | target | status |\n|---|---|---|---|---|---|\n")
+		for _, f := range fs {
+			p("| %s | %s %s | %s | %s | %s | %s |\n", f.Name, fmtNum(f.Value), f.Unit, spread(f.Dist), nOf(f.Dist), f.Target.String(f.Unit), f.Status)
+		}
+		p("\n")
+		for _, f := range fs {
+			if f.Note != "" {
+				p("- **%s**: %s\n", f.Name, f.Note)
+			}
+		}
+		if notes := sectionNotes[s.key]; notes != "" {
+			p("\n%s\n", notes)
+		}
+		p("\n")
+	}
+	if len(r.Errors) > 0 {
+		p("## Errors\n\nThese measurements failed in this run:\n\n")
+		for _, e := range r.Errors {
+			p("- %s\n", e)
+		}
+		p("\n")
+	}
+	p("## Settings\n\n")
+	for _, s := range r.Settings {
+		p("- %s\n", s)
+	}
+	p("\n")
+	if len(r.Notes) > 0 {
+		p("## Notes\n\n")
+		for _, n := range r.Notes {
+			p("%s\n\n", n)
+		}
+	}
+	return b.Bytes()
+}
+
+// sectionNotes hold what the figures alone do not say: the reasons behind
+// misses and what was changed. They are filled in by notes.go.
+var sectionNotes = map[string]string{}
+
+// summaryLines is the three-line summary the README's "Benchmarks"
+// section repeats.
+func summaryLines(r *Report) string {
+	met, total := 0, 0
+	var missed []string
+	for _, f := range r.Figures {
+		if f.Target == nil {
+			continue
+		}
+		total++
+		if f.Status == "PASS" {
+			met++
+		} else {
+			missed = append(missed, f.Name)
+		}
+	}
+	get := func(key string) string {
+		if f := r.fig(key); f != nil {
+			return fmtNum(f.Value)
+		}
+		return "?"
+	}
+	l1 := fmt.Sprintf("> mesolite launches a task with a volume and a port in %s× the time of `docker run -d`, stops and starts it in %s× `docker stop`+`docker start`, and restarts with %d running tasks in %s s without restarting a container.",
+		get("launch.ratio"), get("stopstart.ratio"), r.MaxTasks, get("restart.nmax.seconds"))
+	l2 := fmt.Sprintf("> It uses %s MiB idle and %s MiB with %d tasks, %s%% of a core to health-check them every second, and answers `GET /v2/tasks` at 1,000 tasks in %s ms (p99).",
+		get("memory.idle"), get("memory.tasks"), r.MaxTasks, get("health.cpu"), get("api.tasks.p99"))
+	l3 := fmt.Sprintf("> %d of %d targets met", met, total)
+	if len(missed) > 0 {
+		l3 += "; missed: " + strings.Join(missed, ", ") + " (see below why and what would close the gap)"
+	}
+	l3 += fmt.Sprintf(". Measured %s on %d shared cores.", r.Date[:10], r.Machine.Cores)
+	return l1 + "\n" + l2 + "\n" + l3
+}
+
+func now() string { return time.Now().UTC().Format(time.RFC3339) }
