@@ -109,14 +109,7 @@ func (b *bench) launch(p *agentProc, es *eventStream) error {
 			}
 			return nil
 		}
-		first, second := runMesolite, runDocker
-		if i%2 == 1 {
-			first, second = runDocker, runMesolite
-		}
-		if err := first(); err != nil {
-			return err
-		}
-		if err := second(); err != nil {
+		if err := alternate(i, runMesolite, runDocker); err != nil {
 			return err
 		}
 	}
@@ -125,6 +118,18 @@ func (b *bench) launch(p *agentProc, es *eventStream) error {
 	b.rep.add(&Figure{Key: "launch.accept", Section: "launch", Name: "mesolite: POST /v2/apps answered (201)", Unit: "ms",
 		Value: dist(accept, false).P50, Dist: dist(accept, true)})
 	return nil
+}
+
+// alternate runs a then b on even rounds, b then a on odd ones, so that
+// drift over the run weighs on both sides alike.
+func alternate(round int, a, b func() error) error {
+	if round%2 == 1 {
+		a, b = b, a
+	}
+	if err := a(); err != nil {
+		return err
+	}
+	return b()
 }
 
 // ratioFigures adds the mesolite and Docker figures of a comparison and
@@ -224,14 +229,7 @@ func (b *bench) stopStart(p *agentProc, es *eventStream) error {
 			}
 			return nil
 		}
-		first, second := runMesolite, runDocker
-		if i%2 == 1 {
-			first, second = runDocker, runMesolite
-		}
-		if err := first(); err != nil {
-			return err
-		}
-		if err := second(); err != nil {
+		if err := alternate(i, runMesolite, runDocker); err != nil {
 			return err
 		}
 	}
