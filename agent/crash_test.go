@@ -103,6 +103,7 @@ func crashHarness(t *testing.T) (*harness, *crasher) {
 	cfg.Failpoint = c.failpoint
 	h := newHarness(t, cfg)
 	c.h = h
+	h.rt.SetFailpoint(c.failpoint) // the window inside Docker's Run
 	return h, c
 }
 
@@ -157,6 +158,7 @@ func (c *crasher) waitCrash(t *testing.T, actErr <-chan error) crashState {
 func (h *harness) recover() {
 	h.t.Helper()
 	h.cfg.Failpoint = nil
+	h.rt.SetFailpoint(nil)
 	h.rt.SetDown(false)
 	h.start()
 }
@@ -409,6 +411,25 @@ func expectLaunched(adopt bool) func(t *testing.T, h *harness, _ prepared, cs cr
 		if f := h.a.Snapshot().App("/db").LastTaskFailure; f != nil {
 			t.Fatalf("a crash of the agent recorded a task failure: %+v", f)
 		}
+	}
+}
+
+// expectCreatedStarted: the container the crash left created, not started,
+// is started by recovery (Run adopts it by name): the same container runs
+// the same task, and no task failure is recorded.
+func expectCreatedStarted(t *testing.T, h *harness, p prepared, cs crashState) {
+	t.Helper()
+	task := h.running("/db", 1)[0]
+	if !strings.HasSuffix(task.ID, "._app.1") {
+		t.Fatalf("task %s after recovery, want incarnation 1", task.ID)
+	}
+	cs.expectOneContainer(t, h, task.ID)
+	now := h.rt.Containers()
+	if now[0].ID != cs.containers[0].ID {
+		t.Fatalf("container %s was created at the crash, %s runs after recovery", cs.containers[0].ID, now[0].ID)
+	}
+	if f := h.a.Snapshot().App("/db").LastTaskFailure; f != nil {
+		t.Fatalf("a crash of the agent recorded a task failure: %+v", f)
 	}
 }
 
@@ -682,6 +703,7 @@ type crashCase struct {
 // directories, that the crash left what the window says.
 var atCrash = map[string]func(cs crashState) bool{
 	"launch/2-before-docker-run":       func(cs crashState) bool { return len(cs.containers) == 0 },
+	"launch/3-container-created":       func(cs crashState) bool { return len(cs.containers) == 1 && cs.containers[0].State == "created" },
 	"launch/3-container-started":       func(cs crashState) bool { return len(cs.containers) == 1 && cs.containers[0].Running },
 	"kill/2-container-stopped":         func(cs crashState) bool { return len(cs.containers) == 1 && !cs.containers[0].Running },
 	"kill/2-container-removed":         func(cs crashState) bool { return len(cs.containers) == 0 },
@@ -780,6 +802,7 @@ func crashCases() []crashCase {
 		{"launch/1-task-staged", none, actAdd, crashAt{point: "store.put.instance", when: stagedAt(1)}, expectLaunched(false)},
 		{"launch/2-sandbox-created", none, actAdd, crashAt{point: "sandbox.create"}, expectLaunched(false)},
 		{"launch/2-before-docker-run", none, actAdd, crashAt{point: "docker.run.before"}, expectLaunched(false)},
+		{"launch/3-container-created", none, actAdd, crashAt{point: "docker.create"}, expectCreatedStarted},
 		{"launch/3-container-started", none, actAdd, crashAt{point: "docker.run.after"}, expectLaunched(true)},
 		{"launch/4-running-saved", none, actAdd, crashAt{point: "store.put.instance", when: taskIn(agent.TaskRunning)}, expectLaunched(true)},
 
@@ -899,6 +922,7 @@ func TestCrashDuringRecovery(t *testing.T) {
 	c2.h = h
 	c2.arm(crashAt{point: "docker.run.after"})
 	h.cfg.Failpoint = c2.failpoint
+	h.rt.SetFailpoint(c2.failpoint)
 	h.rt.SetDown(false)
 	h.start()
 	second := c2.waitCrash(t, nil)

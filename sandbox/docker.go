@@ -88,6 +88,10 @@ type DockerConfig struct {
 	Host    string
 	AgentID string
 	Logger  zerolog.Logger
+	// Failpoint, when set, is called with "docker.create" between creating
+	// a container and starting it, the one crash window inside Run. The
+	// fault-injection tests kill the agent there.
+	Failpoint func(point string)
 }
 
 // Docker runs tasks as Docker containers. It negotiates the API version
@@ -96,6 +100,7 @@ type Docker struct {
 	api     dockerAPI
 	agentID string
 	log     zerolog.Logger
+	fail    func(point string)
 
 	// negotiateMu serializes the first calls until one has settled the
 	// client's API version; negotiated is set from then on.
@@ -113,7 +118,7 @@ func NewDocker(cfg DockerConfig) (*Docker, error) {
 	if err != nil {
 		return nil, fmt.Errorf("docker client: %w", err)
 	}
-	return &Docker{api: c, agentID: cfg.AgentID, log: cfg.Logger}, nil
+	return &Docker{api: c, agentID: cfg.AgentID, log: cfg.Logger, fail: cfg.Failpoint}, nil
 }
 
 // ready makes the client settle its API version before a call that uses
@@ -232,6 +237,12 @@ func (d *Docker) Run(ctx context.Context, spec *TaskSpec, progress func(string))
 				return Container{}, &ImageError{Image: spec.Image, Err: err}
 			}
 			return Container{}, classify(err, "create container "+name)
+		}
+		if err == nil && d.fail != nil {
+			// Crash window: created, not started. Recovery finds the
+			// container in state "created" with its task STAGING and calls
+			// Run again, which starts it below.
+			d.fail("docker.create")
 		}
 		existing, err = d.Inspect(ctx, name)
 		if err != nil {

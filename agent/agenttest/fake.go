@@ -46,7 +46,10 @@ type Runtime struct {
 	ExecCode int
 	// RunHook, when set, runs at the start of Run and may fail it.
 	RunHook func(spec *sandbox.TaskSpec) error
-	runs    int
+	// failpoint, when set, is called with "docker.create" between creating
+	// a container and starting it, as sandbox.Docker's Failpoint.
+	failpoint func(point string)
+	runs      int
 }
 
 // SetImageMissing makes an image impossible to pull (or possible again).
@@ -95,6 +98,14 @@ func (r *Runtime) lookup(ref string) *Container {
 	return nil
 }
 
+// SetFailpoint sets the function Run calls with "docker.create" between
+// creating a container and starting it (nil: none).
+func (r *Runtime) SetFailpoint(f func(point string)) {
+	r.mu.Lock()
+	r.failpoint = f
+	r.mu.Unlock()
+}
+
 // Run creates (or adopts) and starts the container of spec.
 func (r *Runtime) Run(ctx context.Context, spec *sandbox.TaskSpec, progress func(string)) (sandbox.Container, error) {
 	r.mu.Lock()
@@ -106,23 +117,48 @@ func (r *Runtime) Run(ctx context.Context, spec *sandbox.TaskSpec, progress func
 			return sandbox.Container{}, err
 		}
 	}
+	c, fp, err := r.create(spec, progress)
+	if err != nil || c.Running {
+		return c, err
+	}
+	if fp != nil {
+		// The crash window between create and start. Called without the
+		// lock: the failpoint may end this goroutine, leaving the container
+		// "created".
+		fp("docker.create")
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.down {
 		return sandbox.Container{}, errDown
 	}
+	cc := r.lookup(c.ID)
+	if cc == nil {
+		return sandbox.Container{}, fmt.Errorf("%w: container %s removed before it started", sandbox.ErrNotFound, c.Name)
+	}
+	if cc.State == "created" {
+		r.start(cc)
+	}
+	return cc.Container, nil
+}
+
+// create returns the container of spec, made (not started) if it did not
+// exist, and the failpoint to call before starting a new one.
+func (r *Runtime) create(spec *sandbox.TaskSpec, progress func(string)) (sandbox.Container, func(string), error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.down {
+		return sandbox.Container{}, nil, errDown
+	}
 	name := spec.Name()
 	if c := r.lookup(name); c != nil {
 		if c.Labels[sandbox.LabelTaskID] != spec.TaskID {
-			return sandbox.Container{}, fmt.Errorf("%w: %s", sandbox.ErrConflict, name)
+			return sandbox.Container{}, nil, fmt.Errorf("%w: %s", sandbox.ErrConflict, name)
 		}
-		if c.State == "created" {
-			r.start(c)
-		}
-		return c.Container, nil
+		return c.Container, nil, nil
 	}
 	if r.missingImages[spec.Image] {
-		return sandbox.Container{}, &sandbox.ImageError{Image: spec.Image, Err: errors.New("pull access denied: no route to registry")}
+		return sandbox.Container{}, nil, &sandbox.ImageError{Image: spec.Image, Err: errors.New("pull access denied: no route to registry")}
 	}
 	if progress != nil {
 		progress("pulling image " + spec.Image + ": done")
@@ -145,8 +181,7 @@ func (r *Runtime) Run(ctx context.Context, spec *sandbox.TaskSpec, progress func
 	}
 	r.containers[id] = c
 	r.byName[name] = id
-	r.start(c)
-	return c.Container, nil
+	return c.Container, r.failpoint, nil
 }
 
 func (r *Runtime) start(c *Container) {

@@ -179,7 +179,7 @@ func serveAgent(cfg fileConfig, log zerolog.Logger) error {
 	}
 	var docker *sandbox.Docker
 	a, err := agent.New(acfg, st, func(agentID string) (agent.Runtime, error) {
-		d, err := sandbox.NewDocker(sandbox.DockerConfig{Host: cfg.DockerHost, AgentID: agentID, Logger: log})
+		d, err := sandbox.NewDocker(sandbox.DockerConfig{Host: cfg.DockerHost, AgentID: agentID, Logger: log, Failpoint: acfg.Failpoint})
 		docker = d
 		return d, err
 	})

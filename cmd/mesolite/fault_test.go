@@ -96,6 +96,7 @@ func TestFaultInjection(t *testing.T) {
 		"volume.create:1",         // add: volume made, VolumesCreated not saved
 		"sandbox.create:1",        // add: task STAGING, sandbox made, no container
 		"docker.run.before:1",     // add: the same, mounts resolved
+		"docker.create:1",         // add: container created, not started
 		"docker.run.after:1",      // add: container running, RUNNING not saved
 		"docker.stop:1",           // stop: container stopped, KILLED not saved
 		"docker.remove:1",         // stop: container removed, KILLED not saved
