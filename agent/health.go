@@ -330,6 +330,7 @@ func (a *Agent) onHealthResult(inst *instance, taskID string, gen, i int, res ch
 	h := &t.Health[i]
 	now := time.Now().UTC()
 	wasAlive := h.Alive
+	wasHealthy := allAlive(t.Health)
 	persist := false
 	if res.ok {
 		if h.FirstSuccess.IsZero() {
@@ -369,6 +370,12 @@ func (a *Agent) onHealthResult(inst *instance, taskID string, gen, i int, res ch
 		})
 		a.touchInstance(inst)
 	}
+	if healthy := allAlive(t.Health); healthy != wasHealthy {
+		// The instance as a whole: healthy when every check is alive.
+		a.bus.publish("instance_health_changed_event", map[string]any{
+			"instanceId": inst.id(), "runSpecId": ap.id(), "runSpecVersion": formatTime(t.Version), "healthy": healthy,
+		})
+	}
 	if !res.ok && hc.MaxConsecutiveFailures > 0 && h.ConsecutiveFailures >= hc.MaxConsecutiveFailures {
 		a.bus.publish("unhealthy_instance_kill_event", map[string]any{
 			"appId": ap.id(), "taskId": t.ID, "instanceId": inst.id(), "version": formatTime(t.Version),
@@ -376,6 +383,16 @@ func (a *Agent) onHealthResult(inst *instance, taskID string, gen, i int, res ch
 		})
 		a.kill(inst, fmt.Sprintf("health check failed %d times: %s", h.ConsecutiveFailures, h.LastFailureCause))
 	}
+}
+
+// allAlive reports whether a task has health results and all are alive.
+func allAlive(hs []HealthResult) bool {
+	for _, h := range hs {
+		if !h.Alive {
+			return false
+		}
+	}
+	return len(hs) > 0
 }
 
 // healthPublishDelay bounds how late a health result that changes nothing

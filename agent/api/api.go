@@ -160,6 +160,8 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request, p string) {
 		only(w, r, "DELETE", func(w http.ResponseWriter, r *http.Request) {
 			s.resetDelay(w, r, strings.TrimSuffix(strings.TrimPrefix(p, "/v2/queue"), "/delay"))
 		})
+	case p == "/v2/groups" || strings.HasPrefix(p, "/v2/groups/"):
+		s.groups(w, r, strings.TrimPrefix(p, "/v2/groups"))
 	case p == "/v2/events":
 		only(w, r, "GET", s.events)
 	case p == "/files/read" || p == "/files/read.json":
@@ -753,8 +755,17 @@ func (s *Server) volumes(w http.ResponseWriter, r *http.Request) {
 
 // apiPost publishes Marathon's api_post_event.
 func (s *Server) apiPost(r *http.Request, app map[string]any) {
-	host, _, _ := net.SplitHostPort(r.RemoteAddr)
-	s.a.Bus().Publish("api_post_event", map[string]any{"clientIp": host, "uri": r.URL.Path, "appDefinition": app})
+	s.a.Bus().Publish("api_post_event", map[string]any{"clientIp": remoteIP(r), "uri": r.URL.Path, "appDefinition": app})
+}
+
+// remoteIP is the client's address without its port, as Marathon reports
+// it in events.
+func remoteIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
 }
 
 // renderTasks renders tasks as Marathon does, with mesolite's fields only

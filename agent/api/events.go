@@ -13,7 +13,8 @@ import (
 const dropCheckInterval = 100 * time.Millisecond
 
 // events serves GET /v2/events as Server-Sent Events: event_stream_attached
-// first, then every event as it happens (filtered by ?event_type=, which
+// first (which every other stream gets too, as event_stream_detached when
+// the client leaves), then every event as it happens (filtered by ?event_type=, which
 // may repeat), with a keep-alive comment when nothing happens.
 //
 // A slow client never holds anything up: the bus hands events over without
@@ -28,16 +29,20 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	types := r.URL.Query()["event_type"]
-	sub := s.a.Bus().Subscribe(types)
-	defer sub.Close()
+	bus := s.a.Bus()
+	sub := bus.Subscribe(types)
+	defer func() {
+		sub.Close()
+		// As Marathon: the other streams hear of every client that leaves.
+		bus.Publish("event_stream_detached", map[string]any{"remoteAddress": remoteIP(r)})
+	}()
 
 	rc := http.NewResponseController(w)
 	w.Header().Set("Content-Type", "text/event-stream; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-cache")
 	w.WriteHeader(http.StatusOK)
-	if sub.Wants("event_stream_attached") {
-		s.a.Bus().PublishTo(sub, "event_stream_attached", map[string]any{"remoteAddress": r.RemoteAddr})
-	}
+	// Every stream hears of it, this one first: it subscribed before.
+	bus.Publish("event_stream_attached", map[string]any{"remoteAddress": remoteIP(r)})
 	flusher.Flush()
 
 	// The watchdog cuts a blocked write short once the bus has dropped the

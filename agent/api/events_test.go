@@ -249,6 +249,37 @@ func TestEventsLifecycle(t *testing.T) {
 	s.waitFor("deployment_success", func(m map[string]any) bool { return m["id"] == del })
 }
 
+// TestEventsAttachDetach: every stream hears of another client attaching
+// (event_stream_attached) and leaving (event_stream_detached), with its
+// address as Marathon gives it (no port).
+func TestEventsAttachDetach(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	watcher := e.subscribe("?event_type=event_stream_attached&event_type=event_stream_detached")
+	own := watcher.waitFor("event_stream_attached", nil)
+	if own["remoteAddress"] != "127.0.0.1" {
+		t.Fatalf("event_stream_attached: remoteAddress %v, want 127.0.0.1", own["remoteAddress"])
+	}
+	other := e.subscribe("?event_type=deployment_success")
+	ev := watcher.waitFor("event_stream_attached", nil)
+	checkFields(t, "event_stream_attached", ev, "remoteAddress")
+	other.cancel()
+	ev = watcher.waitFor("event_stream_detached", nil)
+	checkFields(t, "event_stream_detached", ev, "remoteAddress")
+	if ev["remoteAddress"] != "127.0.0.1" {
+		t.Fatalf("event_stream_detached: %v", ev)
+	}
+	var evs []string
+	for _, typ := range watcher.types() {
+		if typ != ":" { // keep-alive comments
+			evs = append(evs, typ)
+		}
+	}
+	if len(evs) != 3 {
+		t.Fatalf("watcher saw %v, want its own attach, the other's attach and its detach", evs)
+	}
+}
+
 // TestEventsFilter: ?event_type= (repeatable) passes only those types,
 // event_stream_attached included only when asked for.
 func TestEventsFilter(t *testing.T) {
@@ -321,14 +352,15 @@ func TestEventsKeepAlive(t *testing.T) {
 	}
 }
 
-// TestEventsHealth: health_status_changed_event when a task becomes
-// healthy and again when it stops being so, failed_health_check_event for
+// TestEventsHealth: health_status_changed_event and
+// instance_health_changed_event when a task becomes healthy and again when
+// it stops being so, failed_health_check_event for
 // each counted failure, unhealthy_instance_kill_event before the kill.
 func TestEventsHealth(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	tg := newTarget(t, http.StatusOK)
-	s := e.subscribe("?event_type=health_status_changed_event&event_type=failed_health_check_event&event_type=unhealthy_instance_kill_event&event_type=status_update_event")
+	s := e.subscribe("?event_type=health_status_changed_event&event_type=failed_health_check_event&event_type=unhealthy_instance_kill_event&event_type=status_update_event&event_type=instance_health_changed_event")
 	e.createApp(checkedApp("/hc", tg.port, 0, 2))
 	task := e.settled("/hc", 1)[0]
 
@@ -336,6 +368,12 @@ func TestEventsHealth(t *testing.T) {
 	checkFields(t, "health_status_changed_event", up, "appId", "instanceId", "version", "alive")
 	if up["alive"] != true || up["appId"] != "/hc" || up["instanceId"] != task.InstanceID || up["version"] != task.Version {
 		t.Fatalf("health_status_changed_event (up): %v", up)
+	}
+
+	ih := s.waitFor("instance_health_changed_event", nil)
+	checkFields(t, "instance_health_changed_event", ih, "instanceId", "runSpecId", "runSpecVersion", "healthy")
+	if ih["healthy"] != true || ih["runSpecId"] != "/hc" || ih["instanceId"] != task.InstanceID || ih["runSpecVersion"] != task.Version {
+		t.Fatalf("instance_health_changed_event (healthy): %v", ih)
 	}
 
 	tg.status.Store(http.StatusInternalServerError)
@@ -347,6 +385,9 @@ func TestEventsHealth(t *testing.T) {
 	down := s.waitFor("health_status_changed_event", nil)
 	if down["alive"] != false || down["instanceId"] != task.InstanceID {
 		t.Fatalf("health_status_changed_event (down): %v", down)
+	}
+	if ih := s.waitFor("instance_health_changed_event", nil); ih["healthy"] != false || ih["instanceId"] != task.InstanceID {
+		t.Fatalf("instance_health_changed_event (unhealthy): %v", ih)
 	}
 	kill := s.waitFor("unhealthy_instance_kill_event", nil)
 	checkFields(t, "unhealthy_instance_kill_event", kill, "appId", "taskId", "instanceId", "version", "reason", "host", "slaveId")

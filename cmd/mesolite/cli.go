@@ -76,9 +76,9 @@ func (inv *invocation) value(name string) (string, bool) {
 }
 
 var cliCommands = []*cliCommand{
-	{name: "app add", args: "[FILE|-]", minArgs: 0, maxArgs: 1, run: appAdd,
+	{name: "app add", args: "[FILE|URL|-]", minArgs: 0, maxArgs: 1, run: appAdd,
 		summary: "Add an application from a Marathon app definition (JSON).",
-		help:    "Reads FILE, or standard input when FILE is - or missing, and posts it as is.\nPrints the id of the deployment that starts the application."},
+		help:    "Reads FILE, an http(s) URL, or standard input when FILE is - or missing, and\nposts it as is. Prints the id of the deployment that starts the application."},
 	{name: "app list", args: "[--json] [--quiet]", bools: []string{"json", "quiet"}, maxArgs: 0, run: appList,
 		summary: "List the applications.",
 		help:    "Columns: ID MEM CPUS TASKS (running/instances) HEALTH (healthy/running, --- without\nhealth checks) DEPLOYMENT (current action) WAITING (launch overdue) CONTAINER CMD.\n--quiet prints only the ids; --json prints the applications as JSON."},
@@ -111,6 +111,11 @@ var cliCommands = []*cliCommand{
 	{name: "task log", args: "[--follow] [--stderr] [--lines N] TASK", bools: []string{"follow", "stderr"}, values: []string{"lines"}, minArgs: 1, maxArgs: 1, run: taskLog,
 		summary: "Print the last N lines (default 10) of a task's stdout or stderr.",
 		help:    "TASK is a whole task id (also of a past incarnation whose sandbox is still on\ndisk), or part of the id of one current task, e.g. the app's name.\n--follow keeps printing what the task writes until interrupted (Ctrl-C)."},
+	{name: "group list", args: "[--json]", bools: []string{"json"}, maxArgs: 0, run: groupList,
+		summary: "List the groups the applications' ids make (/shop/db is in group /shop).",
+		help:    "Columns: ID APPS (the applications in the group and its subgroups).\n--json prints the groups as JSON, as GET /v2/groups gives them."},
+	{name: "group show", args: "ID", minArgs: 1, maxArgs: 1, run: groupShow,
+		summary: "Show a group as JSON, with its applications and subgroups."},
 	{name: "events", args: "[--type TYPE ...]", values: []string{"type"}, maxArgs: 0, run: events,
 		summary: "Print the event stream, one \"TYPE JSON\" line per event, until interrupted.",
 		help:    "--type (repeatable) keeps only events of that type, e.g. status_update_event,\ndeployment_success, health_status_changed_event."},
@@ -122,7 +127,7 @@ var cliCommands = []*cliCommand{
 }
 
 // groups are the first words that take a sub-command.
-var groups = map[string]bool{"app": true, "task": true, "volume": true}
+var groups = map[string]bool{"app": true, "group": true, "task": true, "volume": true}
 
 // usageError is a malformed command line: exit 2 with the usage line.
 type usageError struct {

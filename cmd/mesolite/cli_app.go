@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 	"unicode"
 
 	"github.com/mattn/go-isatty"
@@ -99,6 +100,10 @@ func (c *cli) getApp(ctx context.Context, id string) (*appInfo, json.RawMessage,
 func (c *cli) readInput(name, example string) ([]byte, error) {
 	if name != "" && name != "-" {
 		b, err := os.ReadFile(name)
+		if err != nil && isURL(name) {
+			// As the DC/OS CLI: a resource that is not a file may be a URL.
+			return fetchResource(name)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("read %w", err)
 		}
@@ -113,6 +118,35 @@ func (c *cli) readInput(name, example string) ([]byte, error) {
 	b, err := io.ReadAll(c.stdin)
 	if err != nil {
 		return nil, fmt.Errorf("read standard input: %w", err)
+	}
+	return b, nil
+}
+
+func isURL(s string) bool {
+	u, err := url.Parse(s)
+	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
+}
+
+// maxResourceBytes bounds an app definition fetched from a URL.
+const maxResourceBytes = 4 << 20
+
+// fetchResource GETs an app definition from a URL.
+func fetchResource(u string) ([]byte, error) {
+	cl := &http.Client{Timeout: 30 * time.Second}
+	res, err := cl.Get(u)
+	if err != nil {
+		return nil, fmt.Errorf("can't read from resource %s: %v; check that it exists and is reachable", u, err)
+	}
+	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("can't read from resource %s: %s; check that it exists", u, res.Status)
+	}
+	b, err := io.ReadAll(io.LimitReader(res.Body, maxResourceBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("can't read from resource %s: %v", u, err)
+	}
+	if len(b) > maxResourceBytes {
+		return nil, fmt.Errorf("can't read from resource %s: larger than %d MiB; an app definition is a small JSON object", u, maxResourceBytes>>20)
 	}
 	return b, nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -302,6 +303,15 @@ func TestCLITutorialFlow(t *testing.T) {
 
 func TestCLIAppAdd(t *testing.T) {
 	ta := startCLIAgent(t, api.Config{Version: "test"})
+	// App definitions served over HTTP, as "dcos marathon app add URL" reads them.
+	defs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/four.json" {
+			http.NotFound(w, r)
+			return
+		}
+		_, _ = io.WriteString(w, cliWebApp("/four"))
+	}))
+	t.Cleanup(defs.Close)
 	tests := []struct {
 		name     string
 		args     []string
@@ -316,6 +326,9 @@ func TestCLIAppAdd(t *testing.T) {
 			err: `^Error: Application '/one' already exists\n$`},
 		{name: "not json", args: []string{"app", "add", "-"}, stdin: "{", code: 1,
 			err: `^Error: the app definition in standard input is not valid JSON: unexpected end of JSON input\n$`},
+		{name: "url", args: []string{"app", "add", defs.URL + "/four.json"}, out: cliDeploymentLine.String()},
+		{name: "url not found", args: []string{"app", "add", defs.URL + "/nope.json"}, code: 1,
+			err: `^Error: can't read from resource http://127\.0\.0\.1:\d+/nope\.json: 404 Not Found; check that it exists\n$`},
 		{name: "missing file", args: []string{"app", "add", "/nonexistent/app.json"}, code: 1,
 			err: `^Error: read open /nonexistent/app.json: no such file or directory\n$`},
 		{name: "invalid", code: 1, args: []string{"app", "add", "-"},
@@ -337,11 +350,11 @@ func TestCLIAppAdd(t *testing.T) {
 			}
 		})
 	}
-	if q := ta.ok("app", "list", "--quiet"); q != "/one\n/three\n/two\n" {
+	if q := ta.ok("app", "list", "--quiet"); q != "/four\n/one\n/three\n/two\n" {
 		t.Fatalf("app list --quiet = %q", q)
 	}
 	var apps []map[string]any
-	if err := json.Unmarshal([]byte(ta.ok("app", "list", "--json")), &apps); err != nil || len(apps) != 3 || apps[0]["id"] != "/one" {
+	if err := json.Unmarshal([]byte(ta.ok("app", "list", "--json")), &apps); err != nil || len(apps) != 4 || apps[1]["id"] != "/one" {
 		t.Fatalf("app list --json: %v %v", apps, err)
 	}
 	var app map[string]any
@@ -351,6 +364,37 @@ func TestCLIAppAdd(t *testing.T) {
 	}
 	if !strings.HasPrefix(out, "{\n  \"") {
 		t.Fatalf("app show is not indented by two spaces: %.40q", out)
+	}
+}
+
+// TestCLIGroups: group list and group show read the group tree the
+// applications' ids make.
+func TestCLIGroups(t *testing.T) {
+	ta := startCLIAgent(t, api.Config{Version: "test"})
+	if out := ta.ok("group", "list"); out != "" {
+		t.Fatalf("group list without apps printed %q", out)
+	}
+	for _, id := range []string{"/top", "/shop/db", "/shop/web/frontend", "/shop/web/backend"} {
+		ta.ok("app", "add", writeCLIApp(t, cliWebApp(id)))
+	}
+	want := "ID         APPS\n/shop       3\n/shop/web   2\n"
+	if out := ta.ok("marathon", "group", "list"); out != want {
+		t.Fatalf("group list:\n%s\nwant:\n%s", out, want)
+	}
+	var gs []map[string]any
+	if err := json.Unmarshal([]byte(ta.ok("group", "list", "--json")), &gs); err != nil || len(gs) != 1 || gs[0]["id"] != "/shop" {
+		t.Fatalf("group list --json: %v %v", gs, err)
+	}
+	var g map[string]any
+	if err := json.Unmarshal([]byte(ta.ok("group", "show", "shop/web")), &g); err != nil || g["id"] != "/shop/web" || len(g["apps"].([]any)) != 2 {
+		t.Fatalf("group show shop/web: %v %v", g, err)
+	}
+	if err := json.Unmarshal([]byte(ta.ok("group", "show", "/")), &g); err != nil || g["id"] != "/" {
+		t.Fatalf("group show /: %v %v", g, err)
+	}
+	r := ta.cli("", "group", "show", "/nope")
+	if r.code != 1 || r.err != "Error: group '/nope' does not exist\n" {
+		t.Fatalf("group show /nope: %v", r)
 	}
 }
 
@@ -892,14 +936,14 @@ func TestCLIUsage(t *testing.T) {
 		err  string // prefix of stderr
 	}{
 		{name: "unknown command", args: []string{"frob"}, code: 2, err: "mesolite: unknown command \"frob\"; run 'mesolite help'"},
-		{name: "unknown app command", args: []string{"app", "frob"}, code: 2, err: "mesolite: unknown command \"app frob\"\nusage:\n  mesolite [marathon] app add [FILE|-]\n"},
+		{name: "unknown app command", args: []string{"app", "frob"}, code: 2, err: "mesolite: unknown command \"app frob\"\nusage:\n  mesolite [marathon] app add [FILE|URL|-]\n"},
 		{name: "group alone", args: []string{"marathon", "task"}, code: 2, err: "mesolite: \"task\" needs a command\nusage:\n"},
 		{name: "missing id", args: []string{"app", "stop"}, code: 2, err: "mesolite: app stop needs ID\nusage: mesolite [marathon] app stop ID [--force]\n"},
 		{name: "extra argument", args: []string{"app", "show", "a", "b"}, code: 2, err: "mesolite: unexpected argument \"b\"\nusage: mesolite [marathon] app show ID\n"},
 		{name: "unknown option", args: []string{"app", "list", "--yaml"}, code: 2, err: "mesolite: app list has no option --yaml\nusage: mesolite [marathon] app list [--json] [--quiet]\n"},
 		{name: "url without value", args: []string{"app", "list", "--url"}, code: 2, err: "mesolite: option --url needs a value\n"},
 		{name: "bad url", args: []string{"--url", "ftp://x", "ping"}, code: 2, err: "mesolite: invalid agent URL \"ftp://x\": want http://HOST:PORT\nusage: mesolite ping\n"},
-		{name: "command help", args: []string{"marathon", "app", "add", "--help"}, out: "usage: mesolite [marathon] app add [FILE|-]\n\nAdd an application"},
+		{name: "command help", args: []string{"marathon", "app", "add", "--help"}, out: "usage: mesolite [marathon] app add [FILE|URL|-]\n\nAdd an application"},
 		{name: "help between", args: []string{"task", "-h", "kill"}, out: "usage: mesolite [marathon] task kill [--scale] [--wipe] TASK...\n"},
 		{name: "group help", args: []string{"volume", "--help"}, out: "usage:\n  mesolite volume list [--orphans] [--json]\n"},
 		{name: "marathon help", args: []string{"marathon", "--help"}, out: usage},
