@@ -561,7 +561,14 @@ func (a *Agent) appSettled(ap *app) bool {
 }
 
 // forgetApp deletes a removed app's records once its last instance is gone.
+// The app record goes last: once it is gone, nothing of the app is left on
+// disk (its deployment and versions are deleted first), so a crash between
+// two deletes leaves an app whose removal recovery finishes, never records
+// of an app that no longer exists.
 func (a *Agent) forgetApp(ap *app) {
+	if ap.deployID != "" {
+		a.finishDeployment(ap, true)
+	}
 	keys, err := a.store.Keys(kindVersions)
 	if err != nil {
 		a.log.Error().Err(err).Msg("list versions")
@@ -582,9 +589,6 @@ func (a *Agent) forgetApp(ap *app) {
 	}
 	a.fail("store.delete.app")
 	delete(a.apps, ap.id())
-	if ap.deployID != "" {
-		a.finishDeployment(ap, true)
-	}
 	a.log.Info().Str("app_id", ap.id()).Msg("app removed")
 	a.bus.publish("app_terminated_event", map[string]any{"appId": ap.id()})
 	a.changed = true
