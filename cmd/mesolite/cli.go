@@ -110,7 +110,7 @@ var cliCommands = []*cliCommand{
 		summary: "Kill one task and print it; --wipe also deletes its persistent volumes."},
 	{name: "task log", args: "[--follow] [--stderr] [--lines N] TASK", bools: []string{"follow", "stderr"}, values: []string{"lines"}, minArgs: 1, maxArgs: 1, run: taskLog,
 		summary: "Print the last N lines (default 10) of a task's stdout or stderr.",
-		help:    "TASK is a whole task id (also of a past incarnation whose sandbox is still on\ndisk), or part of the id of one current task, e.g. the app's name.\n--follow keeps printing what the task writes until interrupted (Ctrl-C)."},
+		help:    "TASK is a whole task id (also of a past incarnation whose sandbox is still on\ndisk), or part of the id of one current task, e.g. the app's name.\n--follow keeps printing what the task writes until interrupted (Ctrl-C), and\ngoes on with the next task when the instance is relaunched."},
 	{name: "group list", args: "[--json]", bools: []string{"json"}, maxArgs: 0, run: groupList,
 		summary: "List the groups the applications' ids make (/shop/db is in group /shop).",
 		help:    "Columns: ID APPS (the applications in the group and its subgroups).\n--json prints the groups as JSON, as GET /v2/groups gives them."},

@@ -326,9 +326,11 @@ func lastLines(s string, n int) string {
 }
 
 // follow prints what is appended to the file after offset until ctx
-// ends. Each poll asks for the size first and then reads exactly up to
-// it, so offsets stay right even where the API had to replace bytes
-// that are not UTF-8.
+// ends. When the task's instance is relaunched (a crash, a kill, a
+// restart), it goes on with the next incarnation's file from its start,
+// after a note on stderr. Each poll asks for the size first and then reads
+// exactly up to it, so offsets stay right even where the API had to
+// replace bytes that are not UTF-8.
 func (c *cli) follow(ctx context.Context, task, file string, offset int64) error {
 	t := time.NewTicker(c.pollEvery)
 	defer t.Stop()
@@ -338,33 +340,83 @@ func (c *cli) follow(ctx context.Context, task, file string, offset int64) error
 			return nil
 		case <-t.C:
 		}
-		size, err := c.fileSize(ctx, task, file)
+		next, err := c.successor(ctx, task)
+		if err == nil {
+			// Drain the file; with a successor it is the last time.
+			offset, err = c.copyNew(ctx, task, file, offset)
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
 			return err
 		}
-		if size < offset {
-			offset = 0 // truncated or replaced: start over
-		}
-		for offset < size {
-			l := min(fileChunk, size-offset)
-			data, at, err := c.readFile(ctx, task, file, offset, l)
-			if err != nil {
-				if ctx.Err() != nil {
-					return nil
-				}
-				return err
-			}
-			if at < offset {
-				offset = 0
-				break
-			}
-			if _, err := c.stdout.Write([]byte(data)); err != nil {
-				return err
-			}
-			offset += l
+		if next != "" {
+			fmt.Fprintf(c.stderr, "==> task %s was relaunched as %s\n", task, next)
+			task, offset = next, 0
 		}
 	}
+}
+
+// copyNew prints the file's bytes from offset to its current size and
+// returns the new offset.
+func (c *cli) copyNew(ctx context.Context, task, file string, offset int64) (int64, error) {
+	size, err := c.fileSize(ctx, task, file)
+	if offset == 0 && isStatus(err, http.StatusNotFound) {
+		return offset, nil // a new incarnation that has not written yet
+	}
+	if err != nil {
+		return offset, err
+	}
+	if size < offset {
+		offset = 0 // truncated or replaced: start over
+	}
+	for offset < size {
+		l := min(fileChunk, size-offset)
+		data, at, err := c.readFile(ctx, task, file, offset, l)
+		if err != nil {
+			return offset, err
+		}
+		if at < offset {
+			return 0, nil
+		}
+		if _, err := c.stdout.Write([]byte(data)); err != nil {
+			return offset, err
+		}
+		offset += l
+	}
+	return offset, nil
+}
+
+// successor returns the id of the current task of task's instance when it
+// is a later incarnation than task, else "".
+func (c *cli) successor(ctx context.Context, task string) (string, error) {
+	inst, n, ok := splitIncarnation(task)
+	if !ok {
+		return "", nil
+	}
+	tasks, err := c.tasks(ctx)
+	if err != nil {
+		return "", err
+	}
+	for _, t := range tasks {
+		if i2, n2, ok := splitIncarnation(t.ID); ok && i2 == inst && n2 > n {
+			return t.ID, nil
+		}
+	}
+	return "", nil
+}
+
+// splitIncarnation splits "<app>.instance-<uuid>._app.<n>" into the
+// instance part and n.
+func splitIncarnation(taskID string) (string, int, bool) {
+	if !fullTaskID.MatchString(taskID) {
+		return "", 0, false
+	}
+	i := strings.LastIndex(taskID, "._app.")
+	n, err := strconv.Atoi(taskID[i+len("._app."):])
+	if err != nil {
+		return "", 0, false
+	}
+	return taskID[:i], n, true
 }

@@ -726,6 +726,17 @@ func TestCLITaskLog(t *testing.T) {
 		t.Fatal(err)
 	}
 	cliWaitUntil(t, "followed lines", func() bool { return out.String() == "line 20\nline 21\npartial" })
+
+	// A relaunch of the instance: the follow goes on with the next
+	// incarnation's file, from its start, after a note.
+	if _, err := f.WriteString(" end of 1\n"); err != nil {
+		t.Fatal(err)
+	}
+	ta.ok("task", "kill", id)
+	ta.waitTasks("web", "the relaunch", func(r []cliTaskRow) bool { return cliStarted(r) && r[0].id != id })
+	next := ta.taskOf("web")["id"].(string)
+	want := "line 20\nline 21\npartial end of 1\n==> task " + id + " was relaunched as " + next + "\nfake container "
+	cliWaitUntil(t, "the next incarnation's log", func() bool { return strings.HasPrefix(out.String(), want) })
 	cancel()
 	select {
 	case code := <-done:
@@ -736,14 +747,14 @@ func TestCLITaskLog(t *testing.T) {
 		t.Fatal("task log --follow did not stop with its context")
 	}
 
-	// Part of a task id will do when one task matches.
-	if out := ta.ok("task", "log", "--lines", "2", "web"); out != "line 21\npartial" {
+	// Part of a task id will do when one task matches: the current one.
+	if out := ta.ok("task", "log", "--lines", "1", "web"); !strings.HasPrefix(out, "fake container mesos-") {
 		t.Fatalf("task log web printed %q", out)
 	}
 	ta.ok("app", "add", writeCLIApp(t, cliWebApp("/web2")))
 	ta.waitTasks("web2", "web2 to start", cliStarted)
 	web2 := ta.taskOf("web2")["id"].(string)
-	ids := []string{id, web2}
+	ids := []string{next, web2}
 	sort.Strings(ids)
 	if r := ta.cli("", "task", "log", "web"); r.code != 1 || r.err != "Error: 2 tasks have an ID containing 'web': "+strings.Join(ids, ", ")+"; give one of them\n" {
 		t.Fatalf("task log of an ambiguous id: %v", r)
@@ -757,9 +768,7 @@ func TestCLITaskLog(t *testing.T) {
 	}
 
 	// A past incarnation keeps its log.
-	ta.ok("task", "kill", id)
-	ta.waitTasks("web", "the relaunch", func(r []cliTaskRow) bool { return cliStarted(r) && r[0].id != id })
-	if out := ta.ok("task", "log", "--lines", "2", id); out != "line 21\npartial" {
+	if out := ta.ok("task", "log", "--lines", "2", id); out != "line 21\npartial end of 1\n" {
 		t.Fatalf("task log of the past incarnation printed %q", out)
 	}
 }
