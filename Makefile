@@ -23,6 +23,8 @@ test: build test-image postgres-image ## run every test, Docker and PostgreSQL o
 	$(GO) test -count=1 -timeout 15m -skip '^TestE2EDockerRestart$$' ./...
 	@# Restarting dockerd must not overlap any other Docker test: it runs alone, last.
 	MESOLITE_DOCKER_RESTART=1 $(GO) test -count=1 -timeout 5m -run '^TestE2EDockerRestart$$' -v ./cmd/mesolite
+	@# The fuzzers, for a bounded time (make fuzz runs them longer).
+	$(MAKE) fuzz FUZZTIME=10s
 
 test-image: ## build mesolite/testapp:latest from testdata/testapp (no registry needed)
 	@mkdir -p bin/testapp-image
@@ -42,9 +44,10 @@ lint: ## gofmt, go vet and staticcheck
 	$(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...
 
-fuzz: ## fuzz the app decoder and validator for FUZZTIME each (default 1m)
+fuzz: ## fuzz the app decoder, the id validator and the HTTP API for FUZZTIME each (default 1m)
 	$(GO) test ./agent/marathon -run '^$$' -fuzz FuzzParse -fuzztime $${FUZZTIME:-1m}
 	$(GO) test ./agent/marathon -run '^$$' -fuzz FuzzValidateID -fuzztime $${FUZZTIME:-1m}
+	$(GO) test ./agent/api -run '^$$' -fuzz FuzzAPIRequest -fuzztime $${FUZZTIME:-1m}
 
 bench: build test-image ## measure mesolite against Docker; writes BENCHMARKS.md and bench.json
 	$(GO) run ./cmd/mesolite-bench
