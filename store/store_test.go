@@ -593,29 +593,29 @@ func TestLockInProcess(t *testing.T) {
 
 const lockHolderEnv = "MESOLITE_STORE_LOCK_HOLDER"
 
-// TestLockHolderProcess is not a test: it is the other process of
-// TestLockAcrossProcesses. It opens the store, says "locked <pid>" and
-// holds the lock until its stdin closes.
-func TestLockHolderProcess(t *testing.T) {
-	dir := os.Getenv(lockHolderEnv)
-	if dir == "" {
-		t.Skip("helper process for TestLockAcrossProcesses")
+// TestMain runs the test binary as the other process of
+// TestLockAcrossProcesses when lockHolderEnv names a directory: it opens
+// the store there, says "locked <pid>" and holds the lock until its stdin
+// closes.
+func TestMain(m *testing.M) {
+	if dir := os.Getenv(lockHolderEnv); dir != "" {
+		s, err := Open(dir)
+		if err != nil {
+			fmt.Printf("error %v\n", err)
+			os.Exit(1)
+		}
+		fmt.Printf("locked %d\n", os.Getpid())
+		_, _ = io.Copy(io.Discard, os.Stdin)
+		_ = s.Close()
+		os.Exit(0)
 	}
-	s, err := Open(dir)
-	if err != nil {
-		fmt.Printf("error %v\n", err)
-		os.Exit(1)
-	}
-	fmt.Printf("locked %d\n", os.Getpid())
-	_, _ = io.Copy(io.Discard, os.Stdin)
-	_ = s.Close()
-	os.Exit(0)
+	os.Exit(m.Run())
 }
 
 func TestLockAcrossProcesses(t *testing.T) {
 	dir := t.TempDir()
 	abs, _ := filepath.Abs(dir)
-	cmd := exec.Command(os.Args[0], "-test.run=^TestLockHolderProcess$", "-test.count=1")
+	cmd := exec.Command(os.Args[0])
 	cmd.Env = append(os.Environ(), lockHolderEnv+"="+dir)
 	stdin, err := cmd.StdinPipe() // the holder exits when we do
 	if err != nil {

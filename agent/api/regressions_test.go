@@ -57,13 +57,16 @@ func TestRollbackOfCreateVersion(t *testing.T) {
 	e := newEnv(t)
 	failing := newTarget(t, http.StatusServiceUnavailable)
 	dep := e.createApp(checkedApp("/b", failing.port, 300, 3))
+	// The rollback may end before GET /v2/deployments could list it; the
+	// deployment_info event comes from the same record, always.
+	s := e.subscribe("?event_type=deployment_info")
 	rb, version := deploymentResult(t, e.do("DELETE", "/v2/deployments/"+dep, nil), http.StatusOK, "rollback of a create")
-	d := e.deployment(rb)
-	if d == nil {
-		t.Skip("the rollback finished before it could be listed")
-	}
-	if d["version"] != version {
+	if d := e.deployment(rb); d != nil && d["version"] != version {
 		t.Fatalf("GET /v2/deployments shows version %v for deployment %s; the DELETE answered version %s", d["version"], rb, version)
+	}
+	info := s.waitFor("deployment_info", func(m map[string]any) bool { return get(m, "plan", "id") == rb })
+	if got := get(info, "plan", "version"); got != version {
+		t.Fatalf("deployment_info plan.version %v for the rollback %s; the DELETE answered %s", got, rb, version)
 	}
 }
 

@@ -56,6 +56,16 @@ func mesoliteBinary(t *testing.T) string {
 	return binPath
 }
 
+// missing ends a test that lacks something it needs: it fails under
+// CI=true, where everything must be there, and skips elsewhere.
+func missing(t *testing.T, format string, args ...any) {
+	t.Helper()
+	if os.Getenv("CI") == "true" {
+		t.Fatalf(format+" (CI=true, so this fails instead of skipping)", args...)
+	}
+	t.Skipf(format, args...)
+}
+
 // requireDocker fails (under CI=true) or skips when no daemon answers.
 func requireDocker(t *testing.T) *client.Client {
 	t.Helper()
@@ -66,10 +76,7 @@ func requireDocker(t *testing.T) *client.Client {
 		cancel()
 	}
 	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("docker daemon does not answer (CI=true, so this fails instead of skipping): %v", err)
-		}
-		t.Skipf("docker daemon does not answer: %v", err)
+		missing(t, "docker daemon does not answer: %v", err)
 	}
 	t.Cleanup(func() { c.Close() })
 	return c
@@ -79,10 +86,7 @@ func requireDocker(t *testing.T) *client.Client {
 func requireImage(t *testing.T, c *client.Client, ref, makeTarget string) {
 	t.Helper()
 	if _, err := c.ImageInspect(context.Background(), ref); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("image %s is missing (CI=true): run make %s: %v", ref, makeTarget, err)
-		}
-		t.Skipf("image %s is missing: run make %s", ref, makeTarget)
+		missing(t, "image %s is missing: run make %s: %v", ref, makeTarget, err)
 	}
 }
 
