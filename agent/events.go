@@ -179,22 +179,3 @@ func condition(state string) string {
 	}
 	return "Unknown"
 }
-
-// PublishTo sends an event to one subscriber only (event_stream_attached).
-func (b *Bus) PublishTo(s *Subscription, typ string, payload map[string]any) {
-	payload["eventType"] = typ
-	payload["timestamp"] = formatTime(time.Now())
-	data, err := json.Marshal(payload)
-	if err != nil {
-		return
-	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if _, ok := b.subs[s]; !ok {
-		return
-	}
-	select {
-	case s.C <- Event{Type: typ, Data: data}:
-	default:
-	}
-}

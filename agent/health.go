@@ -330,7 +330,7 @@ func (a *Agent) onHealthResult(inst *instance, taskID string, gen, i int, res ch
 	h := &t.Health[i]
 	now := time.Now().UTC()
 	wasAlive := h.Alive
-	wasHealthy := allAlive(t.Health)
+	wasHealthy := healthy(t, len(ap.spec.HealthChecks))
 	persist := false
 	if res.ok {
 		if h.FirstSuccess.IsZero() {
@@ -370,10 +370,10 @@ func (a *Agent) onHealthResult(inst *instance, taskID string, gen, i int, res ch
 		})
 		a.touchInstance(inst)
 	}
-	if healthy := allAlive(t.Health); healthy != wasHealthy {
+	if now := healthy(t, len(ap.spec.HealthChecks)); now != wasHealthy {
 		// The instance as a whole: healthy when every check is alive.
 		a.bus.publish("instance_health_changed_event", map[string]any{
-			"instanceId": inst.id(), "runSpecId": ap.id(), "runSpecVersion": formatTime(t.Version), "healthy": healthy,
+			"instanceId": inst.id(), "runSpecId": ap.id(), "runSpecVersion": formatTime(t.Version), "healthy": now,
 		})
 	}
 	if !res.ok && hc.MaxConsecutiveFailures > 0 && h.ConsecutiveFailures >= hc.MaxConsecutiveFailures {
@@ -383,16 +383,6 @@ func (a *Agent) onHealthResult(inst *instance, taskID string, gen, i int, res ch
 		})
 		a.kill(inst, fmt.Sprintf("health check failed %d times: %s", h.ConsecutiveFailures, h.LastFailureCause))
 	}
-}
-
-// allAlive reports whether a task has health results and all are alive.
-func allAlive(hs []HealthResult) bool {
-	for _, h := range hs {
-		if !h.Alive {
-			return false
-		}
-	}
-	return len(hs) > 0
 }
 
 // healthPublishDelay bounds how late a health result that changes nothing

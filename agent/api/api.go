@@ -564,6 +564,9 @@ func writePlainTasks(w http.ResponseWriter, tasks []*agent.TaskView) {
 
 var comma = []byte(",")
 
+// timeFormat is Marathon's timestamp: UTC, milliseconds.
+const timeFormat = "2006-01-02T15:04:05.000Z"
+
 func (s *Server) deleteTasks(w http.ResponseWriter, r *http.Request) {
 	body, ok := readBody(w, r)
 	if !ok {
@@ -649,7 +652,7 @@ func (s *Server) queue(w http.ResponseWriter, _ *http.Request) {
 		item := map[string]any{
 			"count": q.Count,
 			"delay": map[string]any{"timeLeftSeconds": q.TimeLeftSeconds, "overdue": q.Overdue},
-			"since": q.Since.UTC().Format("2006-01-02T15:04:05.000Z"),
+			"since": q.Since.UTC().Format(timeFormat),
 			"app":   q.App.JSON(agent.Embed{Counts: true, Deployments: true}),
 		}
 		summary := map[string]any{"processedOffersCount": 0, "unusedOffersCount": 0, "rejectSummaryLastOffers": []any{}, "rejectSummaryLaunchAttempt": []any{}}

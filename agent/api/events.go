@@ -13,9 +13,9 @@ import (
 const dropCheckInterval = 100 * time.Millisecond
 
 // events serves GET /v2/events as Server-Sent Events: event_stream_attached
-// first (which every other stream gets too, as event_stream_detached when
-// the client leaves), then every event as it happens (filtered by ?event_type=, which
-// may repeat), with a keep-alive comment when nothing happens.
+// first (every other stream gets it too, and event_stream_detached when the
+// client leaves), then every event as it happens (filtered by ?event_type=,
+// which may repeat), with a keep-alive comment when nothing happens.
 //
 // A slow client never holds anything up: the bus hands events over without
 // blocking and drops a subscriber whose buffer (agent.SubscriberBuffer

@@ -109,7 +109,7 @@ func (g *group) json() map[string]any {
 		"id": g.id, "apps": apps, "groups": subs, "pods": []any{}, "dependencies": []string{},
 	}
 	if !g.version.IsZero() {
-		out["version"] = g.version.UTC().Format("2006-01-02T15:04:05.000Z")
+		out["version"] = g.version.UTC().Format(timeFormat)
 	}
 	return out
 }

@@ -68,12 +68,7 @@ func startFakeAgent(ctx context.Context, dir, listen string) (*fakeAgent, error)
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
-	mux := http.NewServeMux()
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-	mux.HandleFunc("/debug/bench/memstats", memstatsHandler)
-	mux.Handle("/", api.New(a, api.Config{Version: "bench", Logger: zerolog.Nop(), KeepAlive: time.Hour}))
+	mux := debugMux(api.New(a, api.Config{Version: "bench", Logger: zerolog.Nop(), KeepAlive: time.Hour}))
 	ln, err := net.Listen("tcp", listen)
 	if err != nil {
 		f.close()
@@ -83,6 +78,18 @@ func startFakeAgent(ctx context.Context, dir, listen string) (*fakeAgent, error)
 	f.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = f.srv.Serve(ln) }()
 	return f, nil
+}
+
+// debugMux serves the agent's API with pprof under /debug/pprof/ and the
+// Go memory figures under /debug/bench/memstats.
+func debugMux(apiHandler http.Handler) *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/bench/memstats", memstatsHandler)
+	mux.Handle("/", apiHandler)
+	return mux
 }
 
 func (f *fakeAgent) close() {
@@ -231,12 +238,7 @@ func dockerAgentMain(args []string) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	mux := http.NewServeMux()
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-	mux.HandleFunc("/debug/bench/memstats", memstatsHandler)
-	mux.Handle("/", api.New(a, api.Config{Version: "bench", Logger: log}))
+	mux := debugMux(api.New(a, api.Config{Version: "bench", Logger: log}))
 	srv := &http.Server{Addr: *listen, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = srv.ListenAndServe() }()
 	err = a.Run(ctx)
