@@ -124,12 +124,11 @@ type Agent struct {
 	syncing        bool
 	orphans        map[string]time.Time // container id -> first seen
 	lastVersion    time.Time
-	recovery       recoveryReport
+	recovery       Recovery
 	aside          []store.SetAside
 	wakeups        map[string]time.Time // app id -> pending backoff wake-up
 	taskIndex      map[string]*instance // current task id -> instance
-	usage          map[string]*volumeUsage
-	scanning       bool
+	usage          usage
 	publishPending bool // a deferred publish is due (publishSoon)
 
 	// launchSlots holds one token per launch talking to Docker (see
@@ -138,9 +137,10 @@ type Agent struct {
 }
 
 // New opens the agent's state from st and makes its runtime with
-// newRuntime, which gets the agent's id (kept in the work directory) to
-// label and find its containers. It does not touch Docker; Run does.
-func New(cfg Config, st *store.Store, newRuntime func(agentID string) (Runtime, error)) (*Agent, error) {
+// newRuntime, which gets the layout of the agent's sandboxes and volumes;
+// its AgentID (kept in the work directory) labels and finds the agent's
+// containers. It does not touch the runtime; Run does.
+func New(cfg Config, st *store.Store, newRuntime func(sandbox.Layout) (Runtime, error)) (*Agent, error) {
 	cfg.setDefaults()
 	a := &Agent{
 		cfg:            cfg,
@@ -162,12 +162,13 @@ func New(cfg Config, st *store.Store, newRuntime func(agentID string) (Runtime, 
 	if err := a.restore(); err != nil {
 		return nil, err
 	}
-	rt, err := newRuntime(a.ident.AgentID)
+	a.layout = sandbox.Layout{WorkDir: st.WorkDir(), AgentID: a.ident.AgentID, FrameworkID: a.ident.FrameworkID, Role: cfg.Role}
+	rt, err := newRuntime(a.layout)
 	if err != nil {
 		return nil, err
 	}
 	a.rt = rt
-	a.layout = sandbox.Layout{WorkDir: st.WorkDir(), AgentID: a.ident.AgentID, FrameworkID: a.ident.FrameworkID, Role: cfg.Role}
+	a.opts.CheckParameter = rt.CheckParameter
 	a.publish()
 	return a, nil
 }
@@ -178,8 +179,8 @@ func (a *Agent) AgentID() string { return a.ident.AgentID }
 // FrameworkID is the framework id Marathon would have.
 func (a *Agent) FrameworkID() string { return a.ident.FrameworkID }
 
-// Layout is the on-disk layout of sandboxes and volumes.
-func (a *Agent) Layout() sandbox.Layout { return a.layout }
+// WorkDir is the agent's work directory.
+func (a *Agent) WorkDir() string { return a.layout.WorkDir }
 
 // Bus is the event bus behind /v2/events.
 func (a *Agent) Bus() *Bus { return a.bus }
@@ -395,13 +396,16 @@ func (a *Agent) post(fn func()) {
 	}
 }
 
-// call runs fn on the loop and waits for its result.
-func (a *Agent) call(ctx context.Context, fn func() (any, error)) (any, error) {
+// call runs fn on the loop and waits for its result. It fails with
+// ErrUnavailable when the agent is not running or stops, or the caller's
+// ctx ends first.
+func call[T any](a *Agent, ctx context.Context, fn func() (T, error)) (T, error) {
+	var zero T
 	if !a.running.Load() {
-		return nil, errors.New("agent is not running")
+		return zero, errorf(ErrUnavailable, "the agent is not running")
 	}
 	type result struct {
-		v   any
+		v   T
 		err error
 	}
 	ch := make(chan result, 1)
@@ -414,17 +418,17 @@ func (a *Agent) call(ctx context.Context, fn func() (any, error)) (any, error) {
 		ch <- result{v, err}
 	}:
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		return zero, &Error{Class: ErrUnavailable, Msg: "request cancelled: " + ctx.Err().Error()}
 	case <-a.ctx.Done():
-		return nil, errors.New("agent is shutting down")
+		return zero, errorf(ErrUnavailable, "the agent is shutting down")
 	}
 	select {
 	case r := <-ch:
 		return r.v, r.err
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		return zero, &Error{Class: ErrUnavailable, Msg: "request cancelled: " + ctx.Err().Error()}
 	case <-a.ctx.Done():
-		return nil, errors.New("agent is shutting down")
+		return zero, errorf(ErrUnavailable, "the agent is shutting down")
 	}
 }
 

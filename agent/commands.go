@@ -14,67 +14,43 @@ import (
 	"github.com/mesolite/mesolite/agent/marathon"
 )
 
-// Errors of the API commands, each with the message Marathon answers.
-type (
-	// NotFoundError answers 404.
-	NotFoundError struct{ Msg string }
-	// ConflictError answers 409.
-	ConflictError struct{ Msg string }
-	// BadRequestError answers 400.
-	BadRequestError struct{ Msg string }
-)
-
-func (e *NotFoundError) Error() string   { return e.Msg }
-func (e *ConflictError) Error() string   { return e.Msg }
-func (e *BadRequestError) Error() string { return e.Msg }
-
-func appNotFound(id string) error {
-	return &NotFoundError{Msg: fmt.Sprintf("App '%s' does not exist", id)}
-}
-
-// DeploymentResult is Marathon's answer to a change: the deployment it
-// started and the new version.
-type DeploymentResult struct {
-	DeploymentID string `json:"deploymentId"`
-	Version      string `json:"version"`
-}
-
 // Options returns the validation options of this agent.
 func (a *Agent) Options() marathon.Options { return a.opts }
 
 // CreateApp adds an app from its JSON definition and starts deploying it.
-func (a *Agent) CreateApp(ctx context.Context, body []byte) (map[string]any, string, error) {
-	spec, doc, err := marathon.Decode(body)
+// It returns the new app and its deployment. Errors: marathon's
+// *SyntaxError and *ValidationError, ErrConflict for an app of that id,
+// ErrLocked while one of that id is being removed.
+func (a *Agent) CreateApp(ctx context.Context, body []byte) (*AppView, DeploymentResult, error) {
+	doc, err := marathon.DecodeObject(body)
 	if err != nil {
-		return nil, "", err
+		return nil, DeploymentResult{}, err
 	}
-	marathon.Normalize(spec)
-	if err := marathon.Validate(spec, a.opts); err != nil {
-		return nil, "", err
+	spec, err := marathon.ParseObject(doc, a.opts)
+	if err != nil {
+		return nil, DeploymentResult{}, err
 	}
-	v, err := a.call(ctx, func() (any, error) {
+	type created struct {
+		view *AppView
+		dr   DeploymentResult
+	}
+	r, err := call(a, ctx, func() (created, error) {
 		if ap := a.apps[spec.ID]; ap != nil {
 			if ap.rec.Deleting {
 				// Its removal is still tearing it down.
-				return nil, &LockedError{Deployments: []string{ap.deployID}}
+				return created{}, &LockedError{Deployments: []string{ap.deployID}}
 			}
-			return nil, &ConflictError{Msg: fmt.Sprintf("An app with id [%s] already exists.", spec.ID)}
+			return created{}, errorf(ErrConflict, "An app with id [%s] already exists.", spec.ID)
 		}
 		ap, err := a.addApp(spec, doc)
 		if err != nil {
-			return nil, err
+			return created{}, err
 		}
 		d := a.startDeployment(ap, [][]string{{ActionStart}, {ActionScale}}, nil, time.Time{})
 		a.touchApp(ap)
-		out := a.appView(ap, nil).JSON(Embed{Counts: true, Deployments: true})
-		delete(out, "versionInfo")
-		return []any{out, d.ID}, nil
+		return created{a.appView(ap, nil), DeploymentResult{DeploymentID: d.ID, Version: ap.rec.Version}}, nil
 	})
-	if err != nil {
-		return nil, "", err
-	}
-	r := v.([]any)
-	return r[0].(map[string]any), r[1].(string), nil
+	return r.view, r.dr, err
 }
 
 // addApp records a new app: service ports assigned, version and app
@@ -148,84 +124,75 @@ func (a *Agent) UpdateApp(ctx context.Context, id string, body []byte, opts Upda
 			Path: "/id", Errors: []string{fmt.Sprintf("the id in the body (%s) differs from the id in the URL (%s)", marathon.CanonicalID(bid), canon)}}}}
 	}
 	upd["id"] = canon
-	v, err := a.call(ctx, func() (any, error) {
+	type updated struct {
+		dr      DeploymentResult
+		created bool
+	}
+	r, err := call(a, ctx, func() (updated, error) {
 		ap := a.apps[canon]
 		if ap == nil {
 			if !opts.AllowCreate {
-				return nil, appNotFound(canon)
+				return updated{}, appNotFound(canon)
 			}
-			spec, err := marathon.FromObject(upd)
+			spec, err := marathon.ParseObject(upd, a.opts)
 			if err != nil {
-				return nil, err
-			}
-			marathon.Normalize(spec)
-			if err := marathon.Validate(spec, a.opts); err != nil {
-				return nil, err
+				return updated{}, err
 			}
 			ap, err := a.addApp(spec, upd)
 			if err != nil {
-				return nil, err
+				return updated{}, err
 			}
 			d := a.startDeployment(ap, [][]string{{ActionStart}, {ActionScale}}, nil, time.Time{})
 			a.touchApp(ap)
-			return []any{DeploymentResult{DeploymentID: d.ID, Version: formatTime(ap.rec.Version)}, true}, nil
+			return updated{DeploymentResult{DeploymentID: d.ID, Version: ap.rec.Version}, true}, nil
 		}
 		if ap.rec.Deleting {
-			return nil, &LockedError{Deployments: []string{ap.deployID}}
+			return updated{}, &LockedError{Deployments: []string{ap.deployID}}
 		}
 		if err := a.checkLock(ap, opts.Force); err != nil {
-			return nil, err
+			return updated{}, err
 		}
 		doc := upd
 		if opts.Partial {
-			doc = make(map[string]any, len(ap.doc)+len(upd))
-			for k, v := range ap.doc {
-				doc[k] = v
-			}
-			for k, v := range upd {
-				doc[k] = v
-			}
-			// A change of networks brings its own ports: the old mode's
-			// port definitions do not carry over (nor the old mappings to
-			// host networking).
-			if _, ok := upd["networks"]; ok {
-				if _, given := upd["portDefinitions"]; !given {
-					delete(doc, "portDefinitions")
-				}
-				if c, ok := doc["container"].(map[string]any); ok {
-					if _, given := upd["container"]; !given {
-						if nets, _ := upd["networks"].([]any); len(nets) == 0 || isHostNetwork(nets[0]) {
-							c = maps.Clone(c)
-							delete(c, "portMappings")
-							doc["container"] = c
-						}
-					}
-				}
-			}
+			doc = mergeUpdate(ap.doc, upd)
 		}
-		res, err := a.changeApp(ap, doc, "")
-		if err != nil {
-			return nil, err
-		}
-		return []any{res, false}, nil
+		dr, err := a.changeApp(ap, doc, "")
+		return updated{dr: dr}, err
 	})
-	if err != nil {
-		return DeploymentResult{}, false, err
+	return r.dr, r.created, err
+}
+
+// mergeUpdate lays a partial update over an app's definition. A change of
+// networks brings its own ports: the old mode's port definitions do not
+// carry over (nor the old mappings to host networking).
+func mergeUpdate(old, upd map[string]any) map[string]any {
+	doc := make(map[string]any, len(old)+len(upd))
+	maps.Copy(doc, old)
+	maps.Copy(doc, upd)
+	if _, ok := upd["networks"]; !ok {
+		return doc
 	}
-	r := v.([]any)
-	return r[0].(DeploymentResult), r[1].(bool), nil
+	if _, given := upd["portDefinitions"]; !given {
+		delete(doc, "portDefinitions")
+	}
+	if c, ok := doc["container"].(map[string]any); ok {
+		if _, given := upd["container"]; !given {
+			if nets, _ := upd["networks"].([]any); len(nets) == 0 || isHostNetwork(nets[0]) {
+				c = maps.Clone(c)
+				delete(c, "portMappings")
+				doc["container"] = c
+			}
+		}
+	}
+	return doc
 }
 
 // changeApp gives an app a new definition and starts the deployment: a
 // scale when only instances changed, a restart otherwise. restartAll forces
 // a restart (POST /restart) with the given reason.
 func (a *Agent) changeApp(ap *app, doc map[string]any, restartAll string) (DeploymentResult, error) {
-	spec, err := marathon.FromObject(doc)
+	spec, err := marathon.ParseObject(doc, a.opts)
 	if err != nil {
-		return DeploymentResult{}, err
-	}
-	marathon.Normalize(spec)
-	if err := marathon.Validate(spec, a.opts); err != nil {
 		return DeploymentResult{}, err
 	}
 	if err := marathon.ValidateUpdate(ap.spec, spec); err != nil {
@@ -253,9 +220,10 @@ func (a *Agent) changeApp(ap *app, doc map[string]any, restartAll string) (Deplo
 	if err := a.saveVersion(rec); err != nil {
 		return DeploymentResult{}, err
 	}
+	oldSpec, oldDoc := ap.spec, ap.doc
 	ap.rec, ap.spec, ap.doc = rec, spec, rendered
 	if err := a.saveApp(ap); err != nil {
-		ap.rec = prev
+		ap.rec, ap.spec, ap.doc = prev, oldSpec, oldDoc
 		return DeploymentResult{}, err
 	}
 	steps := [][]string{{ActionScale}}
@@ -266,7 +234,7 @@ func (a *Agent) changeApp(ap *app, doc map[string]any, restartAll string) (Deplo
 	d := a.startDeployment(ap, steps, &prev, time.Time{})
 	a.log.Info().Str("app_id", ap.id()).Bool("scale_only", scale).Int("instances", spec.Instances).Msg("app updated")
 	a.touchApp(ap)
-	return DeploymentResult{DeploymentID: d.ID, Version: formatTime(ver)}, nil
+	return DeploymentResult{DeploymentID: d.ID, Version: ver}, nil
 }
 
 // RollbackApp puts an app back to one of its versions (PUT with only
@@ -276,28 +244,24 @@ func (a *Agent) RollbackApp(ctx context.Context, id, version string, force bool)
 	if err != nil {
 		return DeploymentResult{}, err
 	}
-	v, err := a.call(ctx, func() (any, error) {
+	return call(a, ctx, func() (DeploymentResult, error) {
 		ap := a.apps[canon]
 		if ap == nil {
-			return nil, appNotFound(canon)
+			return DeploymentResult{}, appNotFound(canon)
 		}
 		if err := a.checkLock(ap, force); err != nil {
-			return nil, err
+			return DeploymentResult{}, err
 		}
 		old, err := a.versionRecord(canon, version)
 		if err != nil {
-			return nil, err
+			return DeploymentResult{}, err
 		}
 		doc, err := marathon.DecodeObject(old.Definition)
 		if err != nil {
-			return nil, err
+			return DeploymentResult{}, err
 		}
 		return a.changeApp(ap, doc, "")
 	})
-	if err != nil {
-		return DeploymentResult{}, err
-	}
-	return v.(DeploymentResult), nil
 }
 
 // RestartApp replaces every task of an app with a new one of the same
@@ -307,20 +271,16 @@ func (a *Agent) RestartApp(ctx context.Context, id string, force bool) (Deployme
 	if err != nil {
 		return DeploymentResult{}, err
 	}
-	v, err := a.call(ctx, func() (any, error) {
+	return call(a, ctx, func() (DeploymentResult, error) {
 		ap := a.apps[canon]
 		if ap == nil || ap.rec.Deleting {
-			return nil, appNotFound(canon)
+			return DeploymentResult{}, appNotFound(canon)
 		}
 		if err := a.checkLock(ap, force); err != nil {
-			return nil, err
+			return DeploymentResult{}, err
 		}
 		return a.changeApp(ap, ap.doc, "restart")
 	})
-	if err != nil {
-		return DeploymentResult{}, err
-	}
-	return v.(DeploymentResult), nil
 }
 
 // DeleteApp removes an app: its tasks are killed, its volumes deleted and
@@ -331,33 +291,36 @@ func (a *Agent) DeleteApp(ctx context.Context, id string, force bool) (Deploymen
 	if err != nil {
 		return DeploymentResult{}, err
 	}
-	v, err := a.call(ctx, func() (any, error) {
+	return call(a, ctx, func() (DeploymentResult, error) {
 		ap := a.apps[canon]
 		if ap == nil {
-			return nil, appNotFound(canon)
+			return DeploymentResult{}, appNotFound(canon)
 		}
 		if ap.rec.Deleting && ap.deployID != "" {
 			d := a.deployments[ap.deployID]
-			return DeploymentResult{DeploymentID: d.ID, Version: formatTime(d.Version)}, nil
+			return DeploymentResult{DeploymentID: d.ID, Version: d.Version}, nil
 		}
 		if err := a.checkLock(ap, force); err != nil {
-			return nil, err
+			return DeploymentResult{}, err
 		}
-		ap.rec.Deleting = true
-		if err := a.saveApp(ap); err != nil {
-			ap.rec.Deleting = false
-			return nil, err
-		}
-		ver := a.nextVersion()
-		d := a.startDeployment(ap, [][]string{{ActionStop}}, nil, ver)
-		a.log.Info().Str("app_id", canon).Msg("app removal started")
-		a.touchApp(ap)
-		return DeploymentResult{DeploymentID: d.ID, Version: formatTime(ver)}, nil
+		return a.removeApp(ap, "app removal started")
 	})
-	if err != nil {
+}
+
+// removeApp marks an app for removal (persisted first: nothing happens
+// when it cannot be) and starts the deployment that decommissions its
+// instances.
+func (a *Agent) removeApp(ap *app, logMsg string) (DeploymentResult, error) {
+	ap.rec.Deleting = true
+	if err := a.saveApp(ap); err != nil {
+		ap.rec.Deleting = false
 		return DeploymentResult{}, err
 	}
-	return v.(DeploymentResult), nil
+	ver := a.nextVersion()
+	d := a.startDeployment(ap, [][]string{{ActionStop}}, nil, ver)
+	a.log.Info().Str("app_id", ap.id()).Msg(logMsg)
+	a.touchApp(ap)
+	return DeploymentResult{DeploymentID: d.ID, Version: ver}, nil
 }
 
 var taskIDPattern = regexp.MustCompile(`^([a-z0-9][a-z0-9\-._]*)\.instance-([0-9a-f\-]{36})\._app\.([0-9]+)$`)
@@ -379,76 +342,28 @@ func TaskAppID(taskID string) string {
 // deployment.
 func (a *Agent) KillTasks(ctx context.Context, ids []string, scale, wipe, force bool) ([]*TaskView, *DeploymentResult, error) {
 	if scale && wipe {
-		return nil, nil, &BadRequestError{Msg: "You cannot use scale and wipe at the same time."}
+		return nil, nil, errorf(ErrInvalid, "You cannot use scale and wipe at the same time.")
 	}
 	for _, id := range ids {
 		if TaskAppID(id) == "" {
-			return nil, nil, &BadRequestError{Msg: fmt.Sprintf("Invalid task id '%s'.", id)}
+			return nil, nil, errorf(ErrInvalid, "Invalid task id '%s'.", id)
 		}
 	}
 	type result struct {
 		tasks []*TaskView
 		dr    *DeploymentResult
 	}
-	v, err := a.call(ctx, func() (any, error) {
-		var found []*instance
-		seen := map[*instance]bool{}
-		for _, id := range ids {
-			inst := a.taskIndex[id]
-			if inst == nil || seen[inst] || taskIDOf(inst) != id || a.apps[inst.rec.AppID] == nil {
-				continue
-			}
-			seen[inst] = true
-			found = append(found, inst)
-		}
+	r, err := call(a, ctx, func() (result, error) {
+		found := a.instancesOfTasks(ids)
 		var res result
 		for _, inst := range found {
 			res.tasks = append(res.tasks, a.taskView(a.apps[inst.rec.AppID], inst))
 		}
 		switch {
 		case scale:
-			byApp := map[string][]*instance{}
-			for _, inst := range found {
-				byApp[inst.rec.AppID] = append(byApp[inst.rec.AppID], inst)
-			}
-			appIDs := make([]string, 0, len(byApp))
-			for id := range byApp {
-				appIDs = append(appIDs, id)
-			}
-			sort.Strings(appIDs)
-			for _, id := range appIDs {
-				if err := a.checkLock(a.apps[id], force); err != nil {
-					return nil, err
-				}
-			}
-			for _, id := range appIDs {
-				ap := a.apps[id]
-				victims := 0
-				for _, inst := range byApp[id] {
-					if inst.rec.Goal == GoalRunning {
-						victims++
-						if ap.spec.HasPersistentVolumes() {
-							a.setGoal(inst, GoalStopped)
-						} else {
-							a.setGoal(inst, GoalDecommissioned)
-						}
-					}
-				}
-				doc := make(map[string]any, len(ap.doc))
-				for k, v := range ap.doc {
-					doc[k] = v
-				}
-				doc["instances"] = max(0, ap.spec.Instances-victims)
-				dr, err := a.changeApp(ap, doc, "")
-				if err != nil {
-					return nil, err
-				}
-				res.dr = &dr
-			}
-			if res.dr == nil {
-				ver := a.nextVersion()
-				res.dr = &DeploymentResult{DeploymentID: newUUID(), Version: formatTime(ver)}
-			}
+			dr, err := a.killAndScale(found, force)
+			res.dr = dr
+			return res, err
 		case wipe:
 			for _, inst := range found {
 				a.log.Info().Str("instance_id", inst.id()).Msg("wiping instance: its volumes will be destroyed")
@@ -467,26 +382,86 @@ func (a *Agent) KillTasks(ctx context.Context, ids []string, scale, wipe, force 
 	if err != nil {
 		return nil, nil, err
 	}
-	r := v.(result)
 	if r.tasks == nil {
 		r.tasks = []*TaskView{}
 	}
 	return r.tasks, r.dr, nil
 }
 
+// instancesOfTasks returns the instances whose current tasks have the ids,
+// once each, ignoring unknown ids.
+func (a *Agent) instancesOfTasks(ids []string) []*instance {
+	var found []*instance
+	seen := map[*instance]bool{}
+	for _, id := range ids {
+		inst := a.taskIndex[id]
+		if inst == nil || seen[inst] || taskIDOf(inst) != id || a.apps[inst.rec.AppID] == nil {
+			continue
+		}
+		seen[inst] = true
+		found = append(found, inst)
+	}
+	return found
+}
+
+// killAndScale stops the instances and lowers their apps' instances by as
+// many (a task kill with scale).
+func (a *Agent) killAndScale(found []*instance, force bool) (*DeploymentResult, error) {
+	byApp := map[string][]*instance{}
+	for _, inst := range found {
+		byApp[inst.rec.AppID] = append(byApp[inst.rec.AppID], inst)
+	}
+	appIDs := make([]string, 0, len(byApp))
+	for id := range byApp {
+		appIDs = append(appIDs, id)
+	}
+	sort.Strings(appIDs)
+	for _, id := range appIDs {
+		if err := a.checkLock(a.apps[id], force); err != nil {
+			return nil, err
+		}
+	}
+	var dr *DeploymentResult
+	for _, id := range appIDs {
+		ap := a.apps[id]
+		victims := 0
+		for _, inst := range byApp[id] {
+			if inst.rec.Goal == GoalRunning {
+				victims++
+				if ap.spec.HasPersistentVolumes() {
+					a.setGoal(inst, GoalStopped)
+				} else {
+					a.setGoal(inst, GoalDecommissioned)
+				}
+			}
+		}
+		doc := maps.Clone(ap.doc)
+		doc["instances"] = max(0, ap.spec.Instances-victims)
+		r, err := a.changeApp(ap, doc, "")
+		if err != nil {
+			return nil, err
+		}
+		dr = &r
+	}
+	if dr == nil {
+		dr = &DeploymentResult{DeploymentID: newUUID(), Version: a.nextVersion()}
+	}
+	return dr, nil
+}
+
 // ResetDelay forgets an app's launch backoff (DELETE /v2/queue/{id}/delay).
 func (a *Agent) ResetDelay(ctx context.Context, id string) error {
 	canon := marathon.CanonicalID(id)
-	_, err := a.call(ctx, func() (any, error) {
+	_, err := call(a, ctx, func() (struct{}, error) {
 		ap := a.apps[canon]
 		if ap == nil || ap.rec.Deleting || !a.queued(ap) {
-			return nil, &NotFoundError{Msg: fmt.Sprintf("Application %s not found in tasks queue.", canon)}
+			return struct{}{}, errorf(ErrNotFound, "Application %s not found in tasks queue.", canon)
 		}
 		ap.delay.reset()
 		for _, inst := range a.appInstances(canon) {
 			a.touchInstance(inst)
 		}
-		return nil, nil
+		return struct{}{}, nil
 	})
 	return err
 }
@@ -506,68 +481,67 @@ func (a *Agent) queued(ap *app) bool {
 // stays as it is); otherwise the app goes back to its previous definition
 // in a new deployment, whose result is returned.
 func (a *Agent) CancelDeployment(ctx context.Context, id string, force bool) (*DeploymentResult, error) {
-	v, err := a.call(ctx, func() (any, error) {
+	return call(a, ctx, func() (*DeploymentResult, error) {
 		d := a.deployments[id]
-		if d == nil {
-			return nil, &NotFoundError{Msg: fmt.Sprintf("DeploymentPlan %s does not exist", id)}
+		var ap *app
+		if d != nil {
+			ap = a.apps[d.AppID]
 		}
-		ap := a.apps[d.AppID]
 		if ap == nil {
-			return nil, &NotFoundError{Msg: fmt.Sprintf("DeploymentPlan %s does not exist", id)}
+			return nil, errorf(ErrNotFound, "DeploymentPlan %s does not exist", id)
 		}
 		if force {
 			a.cancelDeployment(ap, "cancelled on request")
-			return (*DeploymentResult)(nil), nil
+			return nil, nil
 		}
-		switch {
-		case d.Previous != nil:
-			doc, err := marathon.DecodeObject(d.Previous.Definition)
-			if err != nil {
-				return nil, err
-			}
-			a.cancelDeployment(ap, "rolled back on request")
-			dr, err := a.changeApp(ap, doc, "")
-			if err != nil {
-				return nil, err
-			}
-			return &dr, nil
-		case ap.rec.Deleting:
-			// Undo a removal: keep the app; instances already gone are
-			// replaced by new ones.
-			a.cancelDeployment(ap, "rolled back on request")
-			ap.rec.Deleting = false
-			if err := a.saveApp(ap); err != nil {
-				return nil, err
-			}
-			for _, inst := range a.appInstances(ap.id()) {
-				if inst.rec.Goal == GoalDecommissioned && inst.rec.Reservation != nil && !inst.rec.VolumesDestroyed {
-					a.setGoal(inst, GoalRunning)
-				}
-			}
-			d2 := a.startDeployment(ap, [][]string{{ActionScale}}, nil, time.Time{})
-			a.touchApp(ap)
-			return &DeploymentResult{DeploymentID: d2.ID, Version: formatTime(ap.rec.Version)}, nil
-		default:
-			// Undo a creation: remove the app.
-			a.cancelDeployment(ap, "rolled back on request")
-			ap.rec.Deleting = true
-			if err := a.saveApp(ap); err != nil {
-				return nil, err
-			}
-			ver := a.nextVersion()
-			d2 := a.startDeployment(ap, [][]string{{ActionStop}}, nil, ver)
-			a.touchApp(ap)
-			return &DeploymentResult{DeploymentID: d2.ID, Version: formatTime(ver)}, nil
-		}
+		return a.rollBack(ap, d)
 	})
-	if err != nil {
-		return nil, err
+}
+
+// rollBack undoes the change a deployment is making, in a new deployment.
+func (a *Agent) rollBack(ap *app, d *deployment) (*DeploymentResult, error) {
+	switch {
+	case d.Previous != nil:
+		doc, err := marathon.DecodeObject(d.Previous.Definition)
+		if err != nil {
+			return nil, err
+		}
+		a.cancelDeployment(ap, "rolled back on request")
+		dr, err := a.changeApp(ap, doc, "")
+		if err != nil {
+			return nil, err
+		}
+		return &dr, nil
+	case ap.rec.Deleting:
+		// Undo a removal: keep the app; instances already gone are
+		// replaced by new ones.
+		a.cancelDeployment(ap, "rolled back on request")
+		ap.rec.Deleting = false
+		if err := a.saveApp(ap); err != nil {
+			ap.rec.Deleting = true
+			return nil, err
+		}
+		for _, inst := range a.appInstances(ap.id()) {
+			if inst.rec.Goal == GoalDecommissioned && inst.rec.Reservation != nil && !inst.rec.VolumesDestroyed {
+				a.setGoal(inst, GoalRunning)
+			}
+		}
+		d2 := a.startDeployment(ap, [][]string{{ActionScale}}, nil, time.Time{})
+		a.touchApp(ap)
+		return &DeploymentResult{DeploymentID: d2.ID, Version: ap.rec.Version}, nil
+	default:
+		// Undo a creation: remove the app.
+		a.cancelDeployment(ap, "rolled back on request")
+		dr, err := a.removeApp(ap, "app removal started (creation rolled back)")
+		if err != nil {
+			return nil, err
+		}
+		return &dr, nil
 	}
-	return v.(*DeploymentResult), nil
 }
 
 // AppVersions lists an app's versions, newest first.
-func (a *Agent) AppVersions(id string) ([]string, error) {
+func (a *Agent) AppVersions(id string) ([]time.Time, error) {
 	canon := marathon.CanonicalID(id)
 	s := a.Snapshot()
 	if s.App(canon) == nil {
@@ -578,18 +552,28 @@ func (a *Agent) AppVersions(id string) ([]string, error) {
 		return nil, err
 	}
 	prefix := versionKeyPrefix(canon)
-	out := []string{}
+	out := []time.Time{}
 	for _, k := range keys {
 		if v, ok := strings.CutPrefix(k, prefix); ok {
-			out = append(out, v)
+			if t, err := time.Parse(timeFormat, v); err == nil {
+				out = append(out, t)
+			}
 		}
 	}
-	sort.Sort(sort.Reverse(sort.StringSlice(out)))
+	sort.Slice(out, func(i, j int) bool { return out[i].After(out[j]) })
 	return out, nil
 }
 
+// AppVersion is one version of an app's definition.
+type AppVersion struct {
+	Definition         map[string]any
+	Version            time.Time
+	LastScalingAt      time.Time
+	LastConfigChangeAt time.Time
+}
+
 // AppVersion returns one version of an app's definition.
-func (a *Agent) AppVersion(id, version string) (map[string]any, error) {
+func (a *Agent) AppVersion(id, version string) (*AppVersion, error) {
 	canon := marathon.CanonicalID(id)
 	if a.Snapshot().App(canon) == nil {
 		return nil, appNotFound(canon)
@@ -602,15 +586,13 @@ func (a *Agent) AppVersion(id, version string) (map[string]any, error) {
 	if err := json.Unmarshal(rec.Definition, &doc); err != nil {
 		return nil, err
 	}
-	doc["version"] = formatTime(rec.Version)
-	doc["versionInfo"] = map[string]any{"lastScalingAt": formatTime(rec.LastScalingAt), "lastConfigChangeAt": formatTime(rec.LastConfigChangeAt)}
-	return doc, nil
+	return &AppVersion{Definition: doc, Version: rec.Version, LastScalingAt: rec.LastScalingAt, LastConfigChangeAt: rec.LastConfigChangeAt}, nil
 }
 
 func (a *Agent) versionRecord(appID, version string) (*appRecord, error) {
 	t, err := time.Parse(time.RFC3339Nano, version)
 	if err != nil {
-		return nil, &NotFoundError{Msg: fmt.Sprintf("App '%s' does not exist in version %s", appID, version)}
+		return nil, errorf(ErrNotFound, "App '%s' does not exist in version %s", appID, version)
 	}
 	var rec appRecord
 	ok, err := a.store.Get(kindVersions, versionKey(appID, t), &rec)
@@ -618,24 +600,9 @@ func (a *Agent) versionRecord(appID, version string) (*appRecord, error) {
 		return nil, err
 	}
 	if !ok {
-		return nil, &NotFoundError{Msg: fmt.Sprintf("App '%s' does not exist in version %s", appID, version)}
+		return nil, errorf(ErrNotFound, "App '%s' does not exist in version %s", appID, version)
 	}
 	return &rec, nil
-}
-
-// SandboxOf returns the sandbox directory of a task, current or past.
-func (a *Agent) SandboxOf(taskID string) (string, error) {
-	if TaskAppID(taskID) == "" {
-		return "", &NotFoundError{Msg: fmt.Sprintf("Task '%s' does not exist", taskID)}
-	}
-	if t := a.Snapshot().Task(taskID); t != nil && t.SandboxDir != "" {
-		return t.SandboxDir, nil
-	}
-	dir, err := a.layout.FindSandbox(taskID)
-	if err != nil {
-		return "", &NotFoundError{Msg: fmt.Sprintf("Task '%s' does not exist (or its sandbox was removed)", taskID)}
-	}
-	return dir, nil
 }
 
 func isHostNetwork(n any) bool {

@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -132,12 +131,12 @@ func (c *crasher) waitCrash(t *testing.T, actErr <-chan error) crashState {
 		}
 		t.Fatalf("the failpoint never crashed the agent (act: %v); state:\n%s", err, dump(h.a.Snapshot()))
 	}
-	h.cancel()
+	h.ta.Cancel()
 	select {
-	case <-h.done:
+	case <-h.ta.Done():
 	case <-c.loopDied:
 	}
-	h.cancel = nil
+	h.ta = nil
 	if err := h.st.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -508,7 +507,7 @@ func expectMarker(t *testing.T, h *harness, p prepared) {
 func expectAdopted(t *testing.T, h *harness, p prepared, cs crashState) {
 	t.Helper()
 	got := h.running("/db", 1)[0]
-	if got.ID != p.task.ID || got.StartedAt != p.task.StartedAt {
+	if got.ID != p.task.ID || !got.StartedAt.Equal(p.task.StartedAt) {
 		t.Fatalf("task %s started %s after recovery, was %s started %s", got.ID, got.StartedAt, p.task.ID, p.task.StartedAt)
 	}
 	cs.expectOneContainer(t, h, got.ID)
@@ -561,8 +560,8 @@ func expectWiped(t *testing.T, h *harness, p prepared, cs crashState) {
 		t.Fatalf("the wiped volume %s is still there (%v)", p.volume, err)
 	}
 	vols := h.volumeDirs()
-	if len(vols) != 1 || !strings.Contains(vols[0], got.LocalVolumes[0].PersistenceID) {
-		t.Fatalf("volumes %v, want only the new instance's %s", vols, got.LocalVolumes[0].PersistenceID)
+	if len(vols) != 1 || !strings.Contains(vols[0], got.Volumes[0].PersistenceID) {
+		t.Fatalf("volumes %v, want only the new instance's %s", vols, got.Volumes[0].PersistenceID)
 	}
 	if _, err := os.Stat(filepath.Join(vols[0], "marker")); !os.IsNotExist(err) {
 		t.Fatalf("the new volume is not empty (%v)", err)
@@ -973,7 +972,6 @@ func TestCrashLeavesNoStrayVersion(t *testing.T) {
 				t.Fatal(err)
 			}
 			if len(versions) != 1 {
-				sort.Strings(versions)
 				t.Fatalf("the app has versions %v, want only the one it was created with", versions)
 			}
 			if s := h.a.Snapshot().App("/db"); s.Spec.Instances != 1 {

@@ -28,16 +28,6 @@ type deployment struct {
 	Previous *appRecord `json:"previous,omitempty"`
 }
 
-// LockedError: the app has a deployment in progress and the change was
-// not forced. Marathon answers 409 with the deployment ids.
-type LockedError struct {
-	Deployments []string
-}
-
-func (e *LockedError) Error() string {
-	return "App is locked by one or more deployments. Override with the option '?force=true'. View details at '/v2/deployments/<DEPLOYMENT_ID>'."
-}
-
 // startDeployment records a new deployment of ap at version (the app's
 // version when zero). The caller has checked the lock (or forced it).
 func (a *Agent) startDeployment(ap *app, steps [][]string, previous *appRecord, version time.Time) *deployment {
@@ -134,30 +124,25 @@ func (d *deployment) planJSON() map[string]any {
 	return map[string]any{"id": d.ID, "version": formatTime(d.Version), "steps": steps}
 }
 
-// DeploymentView is a deployment as GET /v2/deployments shows it.
+// DeploymentView is a deployment in progress: its steps (each a list of
+// actions on its app) and the current one (1-based).
 type DeploymentView struct {
-	ID             string           `json:"id"`
-	Version        string           `json:"version"`
-	AffectedApps   []string         `json:"affectedApps"`
-	AffectedPods   []string         `json:"affectedPods"`
-	Steps          []map[string]any `json:"steps"`
-	CurrentActions []map[string]any `json:"currentActions"`
-	CurrentStep    int              `json:"currentStep"`
-	TotalSteps     int              `json:"totalSteps"`
+	ID          string
+	Version     time.Time
+	AppID       string
+	Steps       [][]string
+	CurrentStep int
 }
 
 func (d *deployment) view() *DeploymentView {
-	v := &DeploymentView{
-		ID: d.ID, Version: formatTime(d.Version), AffectedApps: []string{d.AppID}, AffectedPods: []string{},
-		CurrentStep: d.CurrentStep, TotalSteps: len(d.Steps), CurrentActions: []map[string]any{},
-	}
-	for i := range d.Steps {
-		v.Steps = append(v.Steps, d.stepJSON(i))
-	}
-	for _, act := range d.currentActions() {
-		v.CurrentActions = append(v.CurrentActions, map[string]any{"action": act, "app": d.AppID, "readinessCheckResults": []any{}})
-	}
-	return v
+	return &DeploymentView{ID: d.ID, Version: d.Version, AppID: d.AppID, Steps: d.Steps, CurrentStep: d.CurrentStep}
+}
+
+// DeploymentResult is what a change started: its deployment and the
+// app's new version.
+type DeploymentResult struct {
+	DeploymentID string
+	Version      time.Time
 }
 
 // scaleOnly reports whether an update changes nothing but instances.

@@ -21,14 +21,13 @@ import (
 // directory. restart stops the agent and starts a new one on the same
 // directory and runtime, as a process restart would.
 type harness struct {
-	t      *testing.T
-	dir    string
-	cfg    agent.Config
-	rt     *agenttest.Runtime
-	st     *store.Store
-	a      *agent.Agent
-	cancel context.CancelFunc
-	done   chan error
+	t   *testing.T
+	dir string
+	cfg agent.Config
+	rt  *agenttest.Runtime
+	st  *store.Store
+	a   *agent.Agent
+	ta  *agenttest.Agent // nil once stopped
 }
 
 func testConfig() agent.Config {
@@ -53,33 +52,19 @@ func newHarness(t *testing.T, cfg agent.Config) *harness {
 
 func (h *harness) start() {
 	h.t.Helper()
-	st, err := store.Open(h.dir)
+	ta, err := agenttest.Start(h.dir, h.cfg, h.rt)
 	if err != nil {
-		h.t.Fatalf("open store: %v", err)
+		h.t.Fatalf("start agent: %v", err)
 	}
-	a, err := agent.New(h.cfg, st, func(id string) (agent.Runtime, error) {
-		if h.rt == nil {
-			h.rt = agenttest.New(id)
-		}
-		return h.rt, nil
-	})
-	if err != nil {
-		h.t.Fatalf("new agent: %v", err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	h.st, h.a, h.cancel, h.done = st, a, cancel, make(chan error, 1)
-	go func() { h.done <- a.Run(ctx) }()
-	h.waitFor("the first sync", func(s *agent.Snapshot) bool { return s.Recovery.Done })
+	h.ta, h.rt, h.st, h.a = ta, ta.Runtime, ta.Store, ta.Agent
 }
 
 func (h *harness) stop() {
-	if h.cancel == nil {
+	if h.ta == nil {
 		return
 	}
-	h.cancel()
-	<-h.done
-	h.cancel = nil
-	_ = h.st.Close()
+	_ = h.ta.Stop() // Run's result: the agent was cancelled
+	h.ta = nil
 }
 
 // waitFor polls the snapshot until cond holds, failing after a deadline.
@@ -104,7 +89,7 @@ func dump(s *agent.Snapshot) string {
 		fmt.Fprintf(&b, "app %s instances=%d running=%d healthy=%d deployments=%v waiting=%q\n",
 			a.ID, a.Spec.Instances, a.TasksRunning, a.TasksHealthy, a.Deployments, a.Waiting)
 		for _, t := range a.Tasks {
-			fmt.Fprintf(&b, "  task %s %s started=%q msg=%q health=%d\n", t.ID, t.State, t.StartedAt, t.Message, len(t.HealthCheckResults))
+			fmt.Fprintf(&b, "  task %s %s started=%v msg=%q health=%d\n", t.ID, t.State, t.StartedAt, t.Message, len(t.Health))
 		}
 	}
 	return b.String()
@@ -150,7 +135,7 @@ func (h *harness) create(body []byte) string {
 	if err != nil {
 		h.t.Fatalf("create app: %v", err)
 	}
-	return dep
+	return dep.DeploymentID
 }
 
 func (h *harness) scale(id string, n int) {

@@ -364,7 +364,9 @@ func (a *Agent) onHealthResult(inst *instance, taskID string, gen, i int, res ch
 		a.changed = true
 	}
 	if wasAlive != h.Alive || persist {
-		a.saveInstance(inst)
+		// Going on when this save fails is safe: health results are only
+		// reported, and the checks of an adopted task find them again.
+		_ = a.saveInstance(inst)
 		a.bus.publish("health_status_changed_event", map[string]any{
 			"appId": ap.id(), "taskId": t.ID, "instanceId": inst.id(), "version": formatTime(t.Version), "alive": h.Alive,
 		})

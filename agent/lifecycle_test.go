@@ -27,12 +27,12 @@ func TestTutorialLifecycle(t *testing.T) {
 	if !strings.HasSuffix(first.ID, "._app.1") || !strings.HasPrefix(first.ID, "db.instance-") {
 		t.Fatalf("task id %q: want db.instance-<uuid>._app.1", first.ID)
 	}
-	if len(first.Ports) != 1 || first.StartedAt == "" || len(first.LocalVolumes) != 1 {
-		t.Fatalf("running task: ports %v startedAt %q volumes %v", first.Ports, first.StartedAt, first.LocalVolumes)
+	if len(first.Ports) != 1 || first.StartedAt.IsZero() || len(first.Volumes) != 1 {
+		t.Fatalf("running task: ports %v startedAt %q volumes %v", first.Ports, first.StartedAt, first.Volumes)
 	}
 	vols := h.volumeDirs()
-	if len(vols) != 1 || !strings.Contains(vols[0], first.LocalVolumes[0].PersistenceID) {
-		t.Fatalf("volume dirs %v, want the one of %s", vols, first.LocalVolumes[0].PersistenceID)
+	if len(vols) != 1 || !strings.Contains(vols[0], first.Volumes[0].PersistenceID) {
+		t.Fatalf("volume dirs %v, want the one of %s", vols, first.Volumes[0].PersistenceID)
 	}
 	if err := os.WriteFile(filepath.Join(vols[0], "row"), []byte("kept"), 0o644); err != nil {
 		t.Fatal(err)
@@ -45,11 +45,11 @@ func TestTutorialLifecycle(t *testing.T) {
 		return len(a.Tasks) == 1 && a.Tasks[0].State == agent.TaskKilled && len(a.Deployments) == 0
 	})
 	stopped := s.App("/db").Tasks[0]
-	if stopped.ID != first.ID || stopped.StartedAt != "" || stopped.StagedAt != "" || stopped.Version != "" || len(stopped.Ports) != 0 {
+	if stopped.ID != first.ID || !stopped.StartedAt.IsZero() || !stopped.StagedAt.IsZero() || !stopped.Version.IsZero() || len(stopped.Ports) != 0 {
 		t.Fatalf("stopped task: %+v", stopped)
 	}
-	if len(stopped.LocalVolumes) != 1 || h.liveContainers() != 0 {
-		t.Fatalf("stopped task volumes %v, live containers %d", stopped.LocalVolumes, h.liveContainers())
+	if len(stopped.Volumes) != 1 || h.liveContainers() != 0 {
+		t.Fatalf("stopped task volumes %v, live containers %d", stopped.Volumes, h.liveContainers())
 	}
 	if b, err := os.ReadFile(filepath.Join(vols[0], "row")); err != nil || string(b) != "kept" {
 		t.Fatalf("volume content after stop: %q, %v", b, err)
@@ -118,8 +118,7 @@ func TestTutorialLifecycle(t *testing.T) {
 }
 
 func isNotFound(err error) bool {
-	var nf *agent.NotFoundError
-	return errors.As(err, &nf)
+	return errors.Is(err, agent.ErrNotFound)
 }
 
 // TestCrashRelaunchWithBackoff: a task that exits is relaunched in place,
@@ -183,7 +182,7 @@ func TestHealthChecks(t *testing.T) {
 		return a.TasksHealthy == 1 && len(a.Deployments) == 0
 	})
 	task := s.App("/web").Tasks[0]
-	if r := task.HealthCheckResults; len(r) != 1 || !r[0].Alive || r[0].FirstSuccess == nil {
+	if r := task.Health; len(r) != 1 || !r[0].Alive || r[0].FirstSuccess.IsZero() {
 		t.Fatalf("health results %+v", r)
 	}
 
@@ -258,7 +257,7 @@ func TestAgentRestartAdopts(t *testing.T) {
 		ts := s.App("/lost").Tasks
 		return len(ts) == 1 && ts[0].ID != lost.ID && ts[0].State == agent.TaskRunning
 	})
-	if got := s.App("/keep").Tasks[0]; got.ID != keep.ID || got.State != agent.TaskRunning || got.StartedAt != keep.StartedAt {
+	if got := s.App("/keep").Tasks[0]; got.ID != keep.ID || got.State != agent.TaskRunning || !got.StartedAt.Equal(keep.StartedAt) {
 		t.Fatalf("adopted task changed: %+v, was %+v", got, keep)
 	}
 	if r := s.Recovery; r.Adopted != 1 || r.Relaunched != 1 {
@@ -288,12 +287,8 @@ func TestInsufficientResources(t *testing.T) {
 	if len(s.Queue) != 1 || s.Queue[0].Count != 1 || !s.Queue[0].Overdue {
 		t.Fatalf("queue %+v", s.Queue)
 	}
-	if j := s.App("/big").JSON(agent.Embed{Mesolite: true}); j["waitingReason"] != s.App("/big").Waiting {
-		t.Fatalf("app JSON does not say why it waits: %v", j["waitingReason"])
-	}
-	if j := s.App("/big").JSON(agent.Embed{Tasks: true}); j["waitingReason"] != nil {
-		t.Fatal("mesolite's fields are rendered for a Marathon client that did not ask")
-	}
+	// The app's JSON says why only when asked (?embed=mesolite): see
+	// TestWaitingReasonOnlyWhenAsked in agent/api.
 	// Making room lets it run.
 	h.scale("/big", 0)
 	h.create(appJSON(t, residentApp("/small"), map[string]any{"mem": 256}))
@@ -385,7 +380,7 @@ func TestRestartInPlace(t *testing.T) {
 			return false
 		}
 		for _, tk := range a.Tasks {
-			if tk.Version != res.Version {
+			if !tk.Version.Equal(res.Version) {
 				return false
 			}
 		}
@@ -609,12 +604,12 @@ func TestEnvironment(t *testing.T) {
 		t.Errorf("MESOS_CONTAINER_NAME=%q", env["MESOS_CONTAINER_NAME"])
 	}
 	var sandboxMount, volumeMount bool
-	for _, m := range spec.Mounts {
+	for _, m := range spec.Binds {
 		volumeMount = volumeMount || (m.Target == "/mnt/mesos/sandbox/data" && strings.Contains(m.Source, "/volumes/roles/marathon/envy#data#"))
 	}
 	sandboxMount = strings.Contains(spec.SandboxDir, "/slaves/"+h.a.AgentID()+"/frameworks/") && strings.HasSuffix(filepath.Dir(filepath.Dir(spec.SandboxDir)), task.ID)
 	if !sandboxMount || !volumeMount {
-		t.Fatalf("sandbox %s, mounts %+v", spec.SandboxDir, spec.Mounts)
+		t.Fatalf("sandbox %s, mounts %+v", spec.SandboxDir, spec.Binds)
 	}
 	if spec.MemoryBytes != 128<<20 || spec.CPUShares != 512 {
 		t.Fatalf("resources: mem %d shares %d", spec.MemoryBytes, spec.CPUShares)

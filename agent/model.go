@@ -182,11 +182,14 @@ type instance struct {
 	// exitSeen holds a die event that arrived while an operation was in
 	// flight; the operation's outcome handles it.
 	exitSeen *sandbox.Event
-	view     *TaskView // cached rendering; nil when stale
+	view     *TaskView // cached view; nil when stale
 	// restartFor is set when a deployment wants the task replaced.
 	restartFor string
 	// killRequested is set by a task kill without wipe or scale.
 	killRequested bool
+	// sandboxesRemoved is set once a decommissioned instance's sandboxes
+	// are deleted, before its record is.
+	sandboxesRemoved bool
 }
 
 func (i *instance) id() string { return i.rec.ID }

@@ -5,6 +5,8 @@ import (
 	"math"
 	"sort"
 	"time"
+
+	"github.com/mesolite/mesolite/sandbox"
 )
 
 // reconcileApp moves an app's instances towards what the app wants: the
@@ -91,13 +93,7 @@ func (a *Agent) scaleResident(ap *app, active, stopped []*instance) {
 			a.setGoal(inst, GoalRunning)
 			active = append(active, inst)
 		}
-		for len(active) < want {
-			inst := a.newInstance(ap)
-			if inst == nil {
-				break
-			}
-			active = append(active, inst)
-		}
+		active, _ = a.grow(ap, active, want)
 	}
 	if len(active) > want {
 		for _, inst := range a.victims(ap, active, len(active)-want) {
@@ -105,10 +101,6 @@ func (a *Agent) scaleResident(ap *app, active, stopped []*instance) {
 			active = remove(active, inst)
 		}
 	}
-
-	// Rolling replacement, Marathon's arithmetic: keep at least
-	// ceil(instances × minimumHealthCapacity) serving; when that leaves no
-	// room, go one below so the restart makes progress.
 	var old []*instance
 	servingCount, pending := 0, 0
 	for _, inst := range active {
@@ -121,29 +113,12 @@ func (a *Agent) scaleResident(ap *app, active, stopped []*instance) {
 			pending++
 		}
 	}
-	if len(old) == 0 {
-		return
-	}
 	minHealthy := int(math.Ceil(float64(want) * ap.spec.UpgradeStrategy.MinimumHealthCapacity))
-	canKill := servingCount - minHealthy
-	if canKill < 1 && pending == 0 {
-		canKill = 1
-	}
-	// Old tasks that do not serve anyway go first.
-	sort.SliceStable(old, func(i, j int) bool { return !a.serving(ap, old[i]) && a.serving(ap, old[j]) })
-	for _, inst := range old {
-		if inst.busy != "" || inst.task().State == TaskKilling {
-			continue
-		}
-		if a.serving(ap, inst) {
-			if canKill <= 0 {
-				break
-			}
-			canKill--
-		}
+	busy := func(inst *instance) bool { return inst.busy != "" || inst.task().State == TaskKilling }
+	a.replaceOld(ap, old, servingCount-minHealthy, pending, busy, func(inst *instance) {
 		inst.restartFor = "restart"
 		a.kill(inst, "replaced by version "+formatTime(ap.rec.Version))
-	}
+	})
 }
 
 // scaleEphemeral keeps the number of instances of an app without
@@ -168,53 +143,72 @@ func (a *Agent) scaleEphemeral(ap *app, active []*instance) {
 			servingCount++
 		}
 	}
-	if len(old) == 0 {
-		for len(current) < want {
-			inst := a.newInstance(ap)
-			if inst == nil {
-				break
-			}
-			current = append(current, inst)
+	limit := want // how many current instances may run beside the old ones
+	if len(old) > 0 {
+		us := ap.spec.UpgradeStrategy
+		minHealthy := int(math.Ceil(float64(want) * us.MinimumHealthCapacity))
+		maxCap := int(math.Floor(float64(want) * (1 + us.MaximumOverCapacity)))
+		if minHealthy == maxCap && maxCap <= len(active) {
+			maxCap++
 		}
-		if len(current) > want {
-			for _, inst := range a.victims(ap, current, len(current)-want) {
-				a.setGoal(inst, GoalDecommissioned)
-			}
+		limit = min(want, maxCap-len(old))
+		var added int
+		current, added = a.grow(ap, current, limit)
+		currentPending += added
+		never := func(*instance) bool { return false }
+		a.replaceOld(ap, old, servingCount-minHealthy, currentPending, never, func(inst *instance) {
+			a.setGoal(inst, GoalDecommissioned)
+		})
+	} else {
+		current, _ = a.grow(ap, current, want)
+	}
+	if len(current) > want {
+		for _, inst := range a.victims(ap, current, len(current)-want) {
+			a.setGoal(inst, GoalDecommissioned)
 		}
-		return
 	}
-	us := ap.spec.UpgradeStrategy
-	minHealthy := int(math.Ceil(float64(want) * us.MinimumHealthCapacity))
-	maxCap := int(math.Floor(float64(want) * (1 + us.MaximumOverCapacity)))
-	if minHealthy == maxCap && maxCap <= len(active) {
-		maxCap++
-	}
-	for len(current) < want && len(current)+len(old) < maxCap {
+}
+
+// grow adds new instances to list until it holds n, or one cannot be
+// recorded. It returns the list and how many it added.
+func (a *Agent) grow(ap *app, list []*instance, n int) ([]*instance, int) {
+	added := 0
+	for len(list) < n {
 		inst := a.newInstance(ap)
 		if inst == nil {
 			break
 		}
-		current = append(current, inst)
-		currentPending++
+		list = append(list, inst)
+		added++
 	}
-	canKill := servingCount - minHealthy
-	if canKill < 1 && currentPending == 0 {
+	return list, added
+}
+
+// replaceOld replaces instances that run an older configuration, with
+// Marathon's arithmetic: canKill is how many serving ones may go (those
+// above ceil(instances × minimumHealthCapacity)); when that leaves no room
+// and nothing new is pending, one goes anyway so the change makes
+// progress. Old instances that do not serve go first; skip leaves one
+// alone this round.
+func (a *Agent) replaceOld(ap *app, old []*instance, canKill, pending int, skip func(*instance) bool, replace func(*instance)) {
+	if len(old) == 0 {
+		return
+	}
+	if canKill < 1 && pending == 0 {
 		canKill = 1
 	}
 	sort.SliceStable(old, func(i, j int) bool { return !a.serving(ap, old[i]) && a.serving(ap, old[j]) })
 	for _, inst := range old {
+		if skip(inst) {
+			continue
+		}
 		if a.serving(ap, inst) {
 			if canKill <= 0 {
 				break
 			}
 			canKill--
 		}
-		a.setGoal(inst, GoalDecommissioned)
-	}
-	if len(current) > want {
-		for _, inst := range a.victims(ap, current, len(current)-want) {
-			a.setGoal(inst, GoalDecommissioned)
-		}
+		replace(inst)
 	}
 }
 
@@ -394,31 +388,9 @@ func (a *Agent) placeAndLaunch(ap *app, inst *instance) {
 		ap.waiting = ""
 		a.touchInstance(inst)
 	}
-	r := inst.rec.Reservation
-	if !r.VolumesCreated {
-		for _, v := range r.Volumes {
-			_, err := a.layout.CreateVolume(v.PersistenceID, v.SizeMiB)
-			a.fail("volume.create")
-			if err != nil {
-				msg := "create volume: " + err.Error()
-				if ap.waiting != msg {
-					a.log.Error().Err(err).Str("volume", v.PersistenceID).Msg("create volume")
-					ap.waiting = msg
-					a.changed = true
-				}
-				a.retryLater(inst, 30*time.Second)
-				return
-			}
-		}
-		r.VolumesCreated = true
-		if err := a.saveInstance(inst); err != nil {
-			r.VolumesCreated = false
-			a.retryLater(inst, 2*time.Second)
-			return
-		}
-		if ap.waiting != "" && len(r.Volumes) > 0 {
-			ap.waiting = ""
-		}
+	if r := inst.rec.Reservation; !r.VolumesCreated {
+		a.createVolumes(ap, inst)
+		return
 	}
 	if !a.synced || !a.dockerUp {
 		return
@@ -430,6 +402,63 @@ func (a *Agent) placeAndLaunch(ap *app, inst *instance) {
 	a.launch(ap, inst)
 }
 
+// createVolumes makes an instance's volume directories on a worker, then
+// records VolumesCreated (steps 2 and 3 of placeAndLaunch); step goes on
+// from there.
+func (a *Agent) createVolumes(ap *app, inst *instance) {
+	r := inst.rec.Reservation
+	if len(r.Volumes) == 0 {
+		a.onVolumesCreated(inst, "", nil)
+		return
+	}
+	inst.busy = "volumes"
+	vols := append([]ReservedVolume(nil), r.Volumes...)
+	a.goWork(func(ctx context.Context) {
+		var err error
+		var failed string
+		for _, v := range vols {
+			err = a.rt.CreateVolume(ctx, sandbox.Volume{PersistenceID: v.PersistenceID, SizeMiB: v.SizeMiB})
+			a.fail("volume.create")
+			if err != nil {
+				failed = v.PersistenceID
+				break
+			}
+		}
+		a.post(func() {
+			inst.busy = ""
+			a.onVolumesCreated(inst, failed, err)
+		})
+	})
+}
+
+func (a *Agent) onVolumesCreated(inst *instance, failed string, err error) {
+	ap := a.apps[inst.rec.AppID]
+	r := inst.rec.Reservation
+	if ap == nil || r == nil || a.instances[inst.id()] != inst {
+		return
+	}
+	if err != nil {
+		msg := "create volume: " + err.Error()
+		if ap.waiting != msg {
+			a.log.Error().Err(err).Str("volume", failed).Msg("create volume")
+			ap.waiting = msg
+			a.changed = true
+		}
+		a.retryLater(inst, 30*time.Second)
+		return
+	}
+	r.VolumesCreated = true
+	if err := a.saveInstance(inst); err != nil {
+		r.VolumesCreated = false
+		a.retryLater(inst, 2*time.Second)
+		return
+	}
+	if ap.waiting != "" && len(r.Volumes) > 0 {
+		ap.waiting = ""
+	}
+	a.touchInstance(inst)
+}
+
 // decommission destroys a decommissioned instance's volumes, then forgets
 // the instance and releases its reservation:
 //  1. (goal decommissioned was saved by whoever decided it)
@@ -439,41 +468,30 @@ func (a *Agent) placeAndLaunch(ap *app, inst *instance) {
 //  4. delete the sandboxes of its tasks
 //     crash → recovery deletes them again (the record still names them)
 //  5. delete the instance record, which releases the reservation
+//
+// Steps 2 and 4 run on workers; each outcome calls step again.
 func (a *Agent) decommission(ap *app, inst *instance) {
 	r := inst.rec.Reservation
-	if r != nil && len(r.Volumes) > 0 && !inst.rec.VolumesDestroyed {
-		inst.busy = "destroy"
-		vols := append([]ReservedVolume(nil), r.Volumes...)
+	switch {
+	case r != nil && len(r.Volumes) > 0 && !inst.rec.VolumesDestroyed:
+		a.destroyVolumes(inst, append([]ReservedVolume(nil), r.Volumes...))
+		return
+	case !inst.sandboxesRemoved:
+		inst.busy = "release"
+		var ids []string
+		for n := 1; n <= inst.rec.Incarnation; n++ {
+			ids = append(ids, taskID(inst.id(), n))
+		}
 		a.goWork(func(ctx context.Context) {
-			var err error
-			for _, v := range vols {
-				err = a.layout.DestroyVolume(v.PersistenceID)
-				a.fail("volume.destroy")
-				if err != nil {
-					break
-				}
-			}
+			a.removeSandboxes(ctx, ids)
 			a.post(func() {
 				inst.busy = ""
-				if err != nil {
-					a.log.Error().Err(err).Str("instance_id", inst.id()).Msg("destroy volume; retrying")
-					a.retryLater(inst, 10*time.Second)
-					return
-				}
-				for _, v := range vols {
-					a.log.Info().Str("volume", v.PersistenceID).Msg("volume destroyed")
-				}
-				inst.rec.VolumesDestroyed = true
-				if a.saveInstance(inst) != nil {
-					a.retryLater(inst, 2*time.Second)
-					return
-				}
+				inst.sandboxesRemoved = true
 				a.touchInstance(inst)
 			})
 		})
 		return
 	}
-	a.removeSandboxes(inst)
 	if err := a.store.Delete(kindInstances, inst.id()); err != nil {
 		a.log.Error().Err(err).Str("instance_id", inst.id()).Msg("delete instance record")
 		a.retryLater(inst, 2*time.Second)
@@ -485,12 +503,45 @@ func (a *Agent) decommission(ap *app, inst *instance) {
 	delete(a.instances, inst.id())
 	if r != nil {
 		for _, v := range r.Volumes {
-			delete(a.usage, v.PersistenceID) // its last measurement, else kept forever
+			a.usage.forget(v.PersistenceID) // its last measurement, else kept forever
 		}
 	}
 	a.log.Info().Str("app_id", ap.id()).Str("instance_id", inst.id()).Msg("instance removed, reservation released")
 	a.touchApp(ap)
 	a.wakeWaiting()
+}
+
+// destroyVolumes deletes an instance's volume directories on a worker,
+// then records VolumesDestroyed (steps 2 and 3 of decommission).
+func (a *Agent) destroyVolumes(inst *instance, vols []ReservedVolume) {
+	inst.busy = "destroy"
+	a.goWork(func(ctx context.Context) {
+		var err error
+		for _, v := range vols {
+			err = a.rt.DestroyVolume(ctx, v.PersistenceID)
+			a.fail("volume.destroy")
+			if err != nil {
+				break
+			}
+		}
+		a.post(func() {
+			inst.busy = ""
+			if err != nil {
+				a.log.Error().Err(err).Str("instance_id", inst.id()).Msg("destroy volume; retrying")
+				a.retryLater(inst, 10*time.Second)
+				return
+			}
+			for _, v := range vols {
+				a.log.Info().Str("volume", v.PersistenceID).Msg("volume destroyed")
+			}
+			inst.rec.VolumesDestroyed = true
+			if a.saveInstance(inst) != nil {
+				a.retryLater(inst, 2*time.Second)
+				return
+			}
+			a.touchInstance(inst)
+		})
+	})
 }
 
 // wakeWaiting gives instances that wait for resources another try.

@@ -9,20 +9,49 @@ import (
 	"github.com/mesolite/mesolite/sandbox"
 )
 
-// Runtime is what the agent needs from a container runtime.
-// sandbox.Docker implements it; the tests' fake does too.
+// Runtime is what the agent needs from the host: the host half of a task
+// (its sandbox and persistent volumes, as directories) and the container
+// half (run, stop, watch). The agent calls every method from a worker
+// goroutine, never from its loop. sandbox/docker implements it; the fake
+// in agent/agenttest does too.
 //
-// Error classes: every method may return sandbox.ErrUnavailable when the
-// daemon does not answer. Run returns sandbox.ErrImageUnavailable (as a
-// *sandbox.ImageError) when the image can be neither found nor pulled, and
-// sandbox.ErrConflict when the task's container name is taken by a
-// container that is not the task's. Inspect returns sandbox.ErrNotFound.
-// Stop and Remove treat a missing container as done.
+// Error classes (errors.Is): every container method may return
+// sandbox.ErrUnavailable when the runtime does not answer. Run returns
+// sandbox.ErrImageUnavailable (as a *sandbox.ImageError) when the image can
+// be neither found nor pulled, and sandbox.ErrConflict when the task's
+// container name is taken by a container that is not the task's. Inspect
+// returns sandbox.ErrNotFound. Stop and Remove treat a missing container as
+// done. PrepareSandbox returns sandbox.ErrUnsafePath for a mount that would
+// leave its directory; CreateVolume returns sandbox.ErrNoSpace when the
+// file system lacks the volume's size.
 type Runtime interface {
+	HostRuntime
+	ContainerRuntime
+	// CheckParameter checks one container.docker.parameters entry when an
+	// app is validated. Its error, when the key itself is what is wrong,
+	// has a method UnknownKey() bool that reports true.
+	CheckParameter(key, value string) error
+}
+
+// HostRuntime prepares and releases what a task has on the host.
+type HostRuntime interface {
+	// PrepareSandbox makes the task's sandbox directory and resolves its
+	// mounts into spec.Binds. It is idempotent.
+	PrepareSandbox(ctx context.Context, spec *sandbox.TaskSpec) error
+	// RemoveSandbox deletes every run (sandbox) of a task.
+	RemoveSandbox(ctx context.Context, taskID string) error
+	// CreateVolume makes a persistent volume; an existing one is kept.
+	CreateVolume(ctx context.Context, v sandbox.Volume) error
+	// DestroyVolume deletes a persistent volume; a missing one is done.
+	DestroyVolume(ctx context.Context, persistenceID string) error
+}
+
+// ContainerRuntime runs the tasks' containers.
+type ContainerRuntime interface {
 	// Run makes sure the task's container exists and runs: pull the image
 	// if needed, create the container (adopting one of the same name and
-	// task), start it. A container that already ran and stopped is returned
-	// as it is.
+	// task), start it. A container that already ran and stopped is
+	// returned as it is.
 	Run(ctx context.Context, spec *sandbox.TaskSpec, progress func(string)) (sandbox.Container, error)
 	// Stop sends the container's stop signal and SIGKILL after grace.
 	Stop(ctx context.Context, id string, grace time.Duration) error
@@ -42,8 +71,6 @@ type Runtime interface {
 	CopyLogs(ctx context.Context, id, sandboxDir string) error
 }
 
-var _ Runtime = (*sandbox.Docker)(nil)
-
 // newUUID returns a random (version 4) UUID.
 func newUUID() string {
 	var b [16]byte
@@ -55,7 +82,8 @@ func newUUID() string {
 	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
 }
 
-// timeFormat is how Marathon renders times: UTC, milliseconds, Z.
+// timeFormat is how Marathon renders times: UTC, milliseconds, Z. The
+// agent uses it for version keys on disk.
 const timeFormat = "2006-01-02T15:04:05.000Z"
 
 func formatTime(t time.Time) string { return t.UTC().Format(timeFormat) }

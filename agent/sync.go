@@ -7,17 +7,6 @@ import (
 	"github.com/mesolite/mesolite/sandbox"
 )
 
-// recoveryReport counts what the first sync after a start found.
-type recoveryReport struct {
-	Done        bool      `json:"done"`
-	At          time.Time `json:"at,omitzero"`
-	Adopted     int       `json:"adopted"`
-	Relaunched  int       `json:"relaunched"`
-	Orphans     int       `json:"orphans"`
-	Unreadable  int       `json:"unreadable"`
-	TookSeconds float64   `json:"tookSeconds"`
-}
-
 // startSync reads every container of this agent from Docker on a worker
 // and hands the list to onSync. It runs at start, after the event stream
 // reconnects, and periodically as a safety net for missed events.
@@ -118,7 +107,9 @@ func (a *Agent) onSync(reason string, list []sandbox.Container, err error, took 
 			t.State = TaskKilled
 			t.EndedAt = time.Now().UTC()
 			t.Message = "Task killed: " + t.KillReason
-			a.saveInstance(inst)
+			// Going on when this save fails is safe: the record keeps the
+			// task KILLING and the next start records the kill again.
+			_ = a.saveInstance(inst)
 			if ap != nil {
 				a.emitStatus(ap, inst, t)
 			}
@@ -150,7 +141,10 @@ func (a *Agent) onSync(reason string, list []sandbox.Container, err error, took 
 			}
 			ap.delay.fail(time.Now(), ap.spec)
 			a.recordFailure(ap, inst, t)
-			a.saveInstance(inst)
+			// Going on when this save fails is safe: the relaunch saves the
+			// next task before it starts, and a restart before that finds
+			// this one's container gone again.
+			_ = a.saveInstance(inst)
 			a.emitStatus(ap, inst, t)
 			a.log.Warn().Str("task_id", t.ID).Str("reason", msg).Msg("task lost its container; relaunching in place")
 			relaunched++
@@ -166,7 +160,7 @@ func (a *Agent) onSync(reason string, list []sandbox.Container, err error, took 
 	}
 	a.changed = true
 	if first {
-		a.recovery = recoveryReport{
+		a.recovery = Recovery{
 			Done: true, At: time.Now().UTC(), Adopted: adopted, Relaunched: relaunched,
 			Orphans: orphans, Unreadable: len(a.aside), TookSeconds: took.Seconds(),
 		}
@@ -202,7 +196,9 @@ func (a *Agent) adopt(inst *instance, c sandbox.Container) {
 	}
 	inst.adopted = true
 	if changed {
-		a.saveInstance(inst)
+		// Going on when this save fails is safe: the next start adopts
+		// the running container again.
+		_ = a.saveInstance(inst)
 		if ap != nil {
 			a.emitStatus(ap, inst, t)
 		}

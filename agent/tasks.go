@@ -92,14 +92,17 @@ func (a *Agent) runTask(ap *app, inst *instance, t *Task) {
 		// A launch under way finishes even when the agent is stopping, so
 		// it never leaves a container created but not started; the agent
 		// waits a few seconds for it, and the next start adopts it.
-		c, err := a.prepareAndRun(context.WithoutCancel(ctx), inst, spec, func(line string) {
+		c, err := a.prepareAndRun(context.WithoutCancel(ctx), spec, func(line string) {
 			a.post(func() { a.onProgress(inst, taskID, line) })
 		})
 		<-a.launchSlots
 		if err != nil && !errors.Is(err, sandbox.ErrUnavailable) && ctx.Err() == nil {
 			// Do not leave a created-but-not-started container behind.
 			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-			_ = a.rt.Remove(rctx, spec.Name())
+			if rerr := a.rt.Remove(rctx, spec.Name()); rerr != nil {
+				// Recovery removes it: its task is not running.
+				a.log.Warn().Err(rerr).Str("task_id", spec.TaskID).Msg("remove the container of a failed launch")
+			}
 			cancel()
 		}
 		took := time.Since(start)
@@ -107,22 +110,12 @@ func (a *Agent) runTask(ap *app, inst *instance, t *Task) {
 	})
 }
 
-func (a *Agent) prepareAndRun(ctx context.Context, inst *instance, spec *sandbox.TaskSpec, progress func(string)) (sandbox.Container, error) {
-	var mps []string
-	for _, m := range spec.Mounts {
-		if rel, ok := strings.CutPrefix(m.Target, sandbox.MountPoint+"/"); ok && !strings.Contains(rel, "/") {
-			mps = append(mps, rel)
-		}
-	}
-	if _, err := a.layout.CreateSandbox(spec.TaskID, spec.ContainerID, mps); err != nil {
+// prepareAndRun is a launch's work on the host and in the runtime.
+func (a *Agent) prepareAndRun(ctx context.Context, spec *sandbox.TaskSpec, progress func(string)) (sandbox.Container, error) {
+	if err := a.rt.PrepareSandbox(ctx, spec); err != nil {
 		return sandbox.Container{}, err
 	}
 	a.fail("sandbox.create")
-	for i := range spec.Mounts {
-		if err := spec.Mounts[i].Resolve(); err != nil {
-			return sandbox.Container{}, err
-		}
-	}
 	a.fail("docker.run.before")
 	c, err := a.rt.Run(ctx, spec, progress)
 	a.fail("docker.run.after")
@@ -168,8 +161,9 @@ func (a *Agent) onLaunched(inst *instance, taskID string, c sandbox.Container, e
 	t.IPAddress = c.IPAddress
 	t.Message = ""
 	if !c.Running {
-		// It ran and stopped before we looked.
-		a.saveInstance(inst)
+		// It ran and stopped before we looked. onExit saves the task's
+		// end with its container id; nothing is lost if the record keeps
+		// STAGING meanwhile (recovery finds the stopped container).
 		a.onExit(inst, c.ExitCode, c.FinishedAt, c.OOMKilled)
 		return
 	}
@@ -199,7 +193,9 @@ func (a *Agent) failTask(ap *app, inst *instance, state, msg string) {
 	t.EndedAt = now
 	ap.delay.fail(now, ap.spec)
 	a.recordFailure(ap, inst, t)
-	a.saveInstance(inst)
+	// Going on when this save fails is safe: the record keeps the task
+	// STAGING without a container, and recovery launches it again.
+	_ = a.saveInstance(inst)
 	a.emitStatus(ap, inst, t)
 	a.touchInstance(inst)
 }
@@ -209,6 +205,8 @@ func (a *Agent) recordFailure(ap *app, inst *instance, t *Task) {
 		AppID: ap.id(), Host: a.cfg.Hostname, Message: t.Message, State: t.State,
 		TaskID: t.ID, Timestamp: t.EndedAt, Version: t.Version, SlaveID: a.ident.AgentID,
 	}
+	// Going on when this save fails is safe: lastTaskFailure is only
+	// reported, and is kept in memory until the next save of the app.
 	_ = a.saveApp(ap)
 }
 
@@ -290,7 +288,9 @@ func (a *Agent) onExit(inst *instance, code int, at time.Time, oom bool) {
 		a.log.Warn().Str("app_id", ap.id()).Str("task_id", t.ID).Str("state", t.State).Int("exit_code", code).
 			Dur("delay", ap.delay.delay).Msg("task exited; relaunching after backoff")
 	}
-	a.saveInstance(inst)
+	// Going on when this save fails is safe: the record keeps the task
+	// active, and recovery, finding its container gone, relaunches it.
+	_ = a.saveInstance(inst)
 	a.emitStatus(ap, inst, t)
 	a.touchInstance(inst)
 	a.cleanup(inst, t)
@@ -428,7 +428,9 @@ func (a *Agent) onKilled(inst *instance, taskID string, c sandbox.Container, err
 		ap.delay.fail(time.Now(), ap.spec)
 		a.recordFailure(ap, inst, t)
 	}
-	a.saveInstance(inst)
+	// Going on when this save fails is safe: the record keeps the task
+	// KILLING, and recovery, finding no container, records it killed.
+	_ = a.saveInstance(inst)
 	if ap != nil {
 		a.emitStatus(ap, inst, t)
 	}
@@ -448,17 +450,25 @@ func (a *Agent) retryLater(inst *instance, d time.Duration) {
 }
 
 // gcSandboxes keeps the sandboxes of the last three incarnations of an
-// instance and deletes older ones.
+// instance and deletes older ones, on a worker.
 func (a *Agent) gcSandboxes(inst *instance) {
+	var old []string
 	for n := inst.rec.Incarnation - 3; n >= 1 && n > inst.rec.Incarnation-6; n-- {
-		_ = a.layout.RemoveExecutor(taskID(inst.id(), n))
+		old = append(old, taskID(inst.id(), n))
 	}
+	if len(old) == 0 {
+		return
+	}
+	a.goWork(func(ctx context.Context) { a.removeSandboxes(ctx, old) })
 }
 
-// removeSandboxes deletes every sandbox of a forgotten instance.
-func (a *Agent) removeSandboxes(inst *instance) {
-	for n := 1; n <= inst.rec.Incarnation; n++ {
-		_ = a.layout.RemoveExecutor(taskID(inst.id(), n))
+// removeSandboxes deletes the sandboxes of tasks. A failure leaves
+// directories behind, never state: it is logged and the caller goes on.
+func (a *Agent) removeSandboxes(ctx context.Context, taskIDs []string) {
+	for _, id := range taskIDs {
+		if err := a.rt.RemoveSandbox(ctx, id); err != nil {
+			a.log.Warn().Err(err).Str("task_id", id).Msg("remove sandbox")
+		}
 	}
 }
 

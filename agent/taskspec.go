@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"math"
 	"path"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -28,7 +27,6 @@ func (a *Agent) taskSpec(ap *app, inst *instance, t *Task) (*sandbox.TaskSpec, e
 		InstanceID:  inst.id(),
 		Image:       spec.Image(),
 		SandboxDir:  t.SandboxDir,
-		Labels:      map[string]string{},
 		CPUShares:   max(2, int64(math.Round(spec.Cpus*1024))),
 		MemoryBytes: int64(max(32, spec.Mem)) << 20,
 		StopTimeout: int(math.Ceil(a.killGrace(spec).Seconds())),
@@ -61,15 +59,15 @@ func (a *Agent) taskSpec(ap *app, inst *instance, t *Task) (*sandbox.TaskSpec, e
 		ts.NetworkMode = spec.Networks[0].Name
 	}
 
-	mounts, err := a.mounts(spec, r, t.SandboxDir)
+	mounts, err := a.mounts(spec, r)
 	if err != nil {
 		return nil, err
 	}
 	ts.Mounts = mounts
 
-	if spec.Container.Docker != nil {
-		if err := applyParameters(ts, spec.Container.Docker.Parameters); err != nil {
-			return nil, err
+	if d := spec.Container.Docker; d != nil {
+		for _, p := range d.Parameters {
+			ts.Parameters = append(ts.Parameters, sandbox.Parameter{Key: p.Key, Value: p.Value})
 		}
 	}
 	return ts, nil
@@ -165,19 +163,15 @@ func scalaDouble(x float64) string {
 	return strconv.FormatFloat(x, 'f', -1, 64)
 }
 
-// mounts lists the bind mounts of a task: each persistent volume under the
+// mounts lists the mounts of a task: each persistent volume under the
 // sandbox mount point, and each host volume where the app asks. A relative
-// hostPath is resolved in the sandbox; when it names a persistent volume,
-// the volume's host directory is used (Marathon's recipe for exposing a
-// persistent volume at an absolute path).
-func (a *Agent) mounts(spec *marathon.App, r *Reservation, sandboxDir string) ([]sandbox.Mount, error) {
-	volDirs := map[string]string{}
+// hostPath is a directory of the sandbox; when its first segment names a
+// persistent volume, it is that volume's directory (Marathon's recipe for
+// exposing a persistent volume at an absolute path). It does no I/O.
+func (a *Agent) mounts(spec *marathon.App, r *Reservation) ([]sandbox.Mount, error) {
+	volIDs := map[string]string{}
 	for _, v := range r.Volumes {
-		dir, err := a.layout.VolumeDir(v.PersistenceID)
-		if err != nil {
-			return nil, err
-		}
-		volDirs[v.ContainerPath] = dir
+		volIDs[v.ContainerPath] = v.PersistenceID
 	}
 	var out []sandbox.Mount
 	for _, v := range spec.Container.Volumes {
@@ -188,26 +182,26 @@ func (a *Agent) mounts(spec *marathon.App, r *Reservation, sandboxDir string) ([
 		ro := v.Mode == "RO"
 		switch {
 		case v.Persistent != nil:
-			dir, ok := volDirs[v.ContainerPath]
+			id, ok := volIDs[v.ContainerPath]
 			if !ok {
 				return nil, fmt.Errorf("persistent volume %s has no reservation", v.ContainerPath)
 			}
-			out = append(out, sandbox.Mount{Source: dir, Target: target, Within: dir})
+			out = append(out, sandbox.VolumeMount{PersistenceID: id, Target: target})
 		case path.IsAbs(v.HostPath):
 			src := path.Clean(v.HostPath)
 			root := rootOf(src, a.cfg.HostPathRoots)
 			if root == "" {
 				return nil, fmt.Errorf("%w: hostPath %s is outside host_path_roots", sandbox.ErrUnsafePath, src)
 			}
-			out = append(out, sandbox.Mount{Source: src, Target: target, ReadOnly: ro, Within: root})
+			out = append(out, sandbox.HostMount{Path: src, Root: root, Target: target, ReadOnly: ro})
 		default:
 			rel := path.Clean(v.HostPath)
 			first, rest, _ := strings.Cut(rel, "/")
-			m := sandbox.Mount{Source: filepath.Join(sandboxDir, rel), Target: target, ReadOnly: ro, Within: sandboxDir, Create: true}
-			if dir, ok := volDirs[first]; ok {
-				m = sandbox.Mount{Source: filepath.Join(dir, rest), Target: target, ReadOnly: ro, Within: dir}
+			if id, ok := volIDs[first]; ok {
+				out = append(out, sandbox.VolumeMount{PersistenceID: id, Path: rest, Target: target, ReadOnly: ro})
+			} else {
+				out = append(out, sandbox.SandboxMount{Path: rel, Target: target, ReadOnly: ro})
 			}
-			out = append(out, m)
 		}
 	}
 	return out, nil
@@ -222,90 +216,4 @@ func rootOf(p string, roots []string) string {
 		}
 	}
 	return ""
-}
-
-// applyParameters maps the supported docker run options onto the spec.
-func applyParameters(ts *sandbox.TaskSpec, params []marathon.Parameter) error {
-	for _, p := range params {
-		switch p.Key {
-		case "label":
-			k, v, _ := strings.Cut(p.Value, "=")
-			if strings.HasPrefix(k, "mesolite.") || k == sandbox.LabelMesosTask {
-				return fmt.Errorf("docker parameter label %q: the mesolite.* and MESOS_TASK_ID labels are reserved", k)
-			}
-			ts.Labels[k] = v
-		case "env":
-			ts.Env = append(ts.Env, p.Value)
-		case "user":
-			ts.User = p.Value
-		case "hostname":
-			ts.Hostname = p.Value
-		case "workdir":
-			ts.WorkingDir = p.Value
-		case "init":
-			b := p.Value == "" || p.Value == "true"
-			ts.Init = &b
-		case "shm-size":
-			n, err := parseBytes(p.Value)
-			if err != nil {
-				return fmt.Errorf("docker parameter shm-size: %w", err)
-			}
-			ts.ShmSize = n
-		case "memory-swap":
-			n, err := parseBytes(p.Value)
-			if err != nil && p.Value != "-1" {
-				return fmt.Errorf("docker parameter memory-swap: %w", err)
-			}
-			if p.Value == "-1" {
-				n = -1
-			}
-			ts.MemorySwap = n
-		case "ulimit":
-			ts.Ulimits = append(ts.Ulimits, p.Value)
-		case "add-host":
-			ts.ExtraHosts = append(ts.ExtraHosts, p.Value)
-		case "entrypoint":
-			ts.Entrypoint = []string{p.Value}
-		case "stop-signal":
-			ts.StopSignal = p.Value
-		case "stop-timeout":
-			n, err := strconv.Atoi(p.Value)
-			if err != nil {
-				return fmt.Errorf("docker parameter stop-timeout: %w", err)
-			}
-			ts.StopTimeout = n
-		case "tmpfs":
-			if ts.Tmpfs == nil {
-				ts.Tmpfs = map[string]string{}
-			}
-			dst, opts, _ := strings.Cut(p.Value, ":")
-			ts.Tmpfs[dst] = opts
-		case "read-only":
-			ts.ReadOnly = p.Value == "" || p.Value == "true"
-		default:
-			return fmt.Errorf("docker parameter %q is not supported", p.Key)
-		}
-	}
-	return nil
-}
-
-// parseBytes reads sizes such as 64m, 1g, 512k or 1024.
-func parseBytes(s string) (int64, error) {
-	s = strings.ToLower(strings.TrimSpace(s))
-	mult := int64(1)
-	switch {
-	case strings.HasSuffix(s, "k"), strings.HasSuffix(s, "kb"):
-		mult, s = 1<<10, strings.TrimRight(s, "kb")
-	case strings.HasSuffix(s, "m"), strings.HasSuffix(s, "mb"):
-		mult, s = 1<<20, strings.TrimRight(s, "mb")
-	case strings.HasSuffix(s, "g"), strings.HasSuffix(s, "gb"):
-		mult, s = 1<<30, strings.TrimRight(s, "gb")
-	case strings.HasSuffix(s, "b"):
-		s = strings.TrimSuffix(s, "b")
-	}
-	n, err := strconv.ParseInt(s, 10, 64)
-	if err != nil || n < 0 {
-		return 0, fmt.Errorf("%q is not a size", s)
-	}
-	return n * mult, nil
 }

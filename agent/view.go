@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"encoding/json"
 	"sort"
 	"sync/atomic"
 	"time"
@@ -10,13 +9,14 @@ import (
 )
 
 // Snapshot is an immutable picture of the agent's state, published by the
-// loop after every change. Readers never wait for the loop.
+// loop after every change. Readers never wait for the loop. It is plain
+// data: agent/api renders it as Marathon's JSON.
 type Snapshot struct {
 	Apps        []*AppView // sorted by id
 	Tasks       []*TaskView
 	Deployments []*DeploymentView
 	Queue       []*QueueItem
-	Recovery    recoveryReport
+	Recovery    Recovery
 	DockerUp    bool
 	Unreadable  []string // records set aside at start
 	Instances   []*InstanceView
@@ -30,11 +30,24 @@ func (s *Snapshot) App(id string) *AppView { return s.appsByID[id] }
 // Task returns the view of one task, or nil.
 func (s *Snapshot) Task(id string) *TaskView { return s.tasksByID[id] }
 
-// AppView is an app as the API shows it.
+// Recovery counts what the first sync after a start found.
+type Recovery struct {
+	Done        bool
+	At          time.Time
+	Adopted     int
+	Relaunched  int
+	Orphans     int
+	Unreadable  int
+	TookSeconds float64
+}
+
+// AppView is an app: its definition and what the agent knows of it.
 type AppView struct {
-	ID                 string
-	Doc                map[string]any // the rendered definition
-	Spec               *marathon.App  // read-only
+	ID string
+	// Definition is the app's rendered definition (unknown fields
+	// included); read-only.
+	Definition         map[string]any
+	Spec               *marathon.App // read-only
 	Version            time.Time
 	LastScalingAt      time.Time
 	LastConfigChangeAt time.Time
@@ -45,103 +58,83 @@ type AppView struct {
 	Deployments        []string
 	Tasks              []*TaskView
 	LastTaskFailure    *TaskFailure
-	Waiting            string
+	Waiting            string // why an instance cannot be placed
 	Deleting           bool
 }
 
-// MarathonTask is Marathon's task JSON, and nothing else: clients such as
-// marathon-python refuse fields they do not know.
-type MarathonTask struct {
-	AppID              string        `json:"appId"`
-	ID                 string        `json:"id"`
-	Host               string        `json:"host"`
-	SlaveID            string        `json:"slaveId"`
-	State              string        `json:"state"`
-	StagedAt           string        `json:"stagedAt,omitempty"`
-	StartedAt          string        `json:"startedAt,omitempty"`
-	Version            string        `json:"version,omitempty"`
-	Ports              []int         `json:"ports"`
-	ServicePorts       []int         `json:"servicePorts"`
-	IPAddresses        []IPAddress   `json:"ipAddresses"`
-	HealthCheckResults []HealthView  `json:"healthCheckResults"`
-	LocalVolumes       []LocalVolume `json:"localVolumes,omitempty"`
-}
-
-// TaskView is a task as the API shows it: Marathon's fields, and
-// mesolite's own, which the API renders only when asked for them
-// (?embed=mesolite, as mesolite's CLI does).
+// TaskView is a task: Marathon's facts about it, and mesolite's own
+// (Message, InstanceID, Incarnation, SandboxDir, Volumes). A task that is
+// not active (a stopped resident instance, or one waiting to be
+// relaunched) keeps its id, host and volumes but has no times, version,
+// ports or addresses. A view never changes once published: a changed task
+// gets a new one.
 type TaskView struct {
-	MarathonTask
+	AppID        string
+	ID           string
+	Host         string
+	SlaveID      string
+	State        string
+	StagedAt     time.Time // zero when not shown
+	StartedAt    time.Time
+	Version      time.Time
+	Ports        []int
+	ServicePorts []int
+	IPAddresses  []string // IPv4
+	// Health holds the results of the checks that have one, in the
+	// order of the app's health checks.
+	Health []HealthView
 	// Message is the last thing worth telling about the task (pull
 	// progress, why it failed).
-	Message     string `json:"message,omitempty"`
-	InstanceID  string `json:"instanceId"`
-	Incarnation int    `json:"incarnation"`
-	SandboxDir  string `json:"sandboxDirectory,omitempty"`
-	// Volumes is the use of each persistent volume against its size.
-	Volumes []VolumeUsage `json:"volumes,omitempty"`
+	Message     string
+	InstanceID  string
+	Incarnation int
+	SandboxDir  string
+	// Volumes are the task's persistent volumes with their use.
+	Volumes []VolumeUsage
 
-	active  bool
-	healthy bool // every check has a result and all are alive
-	checked bool // at least one result
+	Active  bool
+	Healthy bool // every check has a result and all are alive
+	Checked bool // at least one result
 
-	plainJSON atomic.Pointer[[]byte] // PlainJSON's answer, made once
+	memo atomic.Pointer[[]byte]
 }
 
-// IPAddress is one entry of a task's ipAddresses.
-type IPAddress struct {
-	IPAddress string `json:"ipAddress"`
-	Protocol  string `json:"protocol"`
-}
-
-// HealthView is one entry of healthCheckResults.
+// HealthView is one health check's result of a task.
 type HealthView struct {
-	Alive               bool    `json:"alive"`
-	ConsecutiveFailures int     `json:"consecutiveFailures"`
-	FirstSuccess        *string `json:"firstSuccess"`
-	LastSuccess         *string `json:"lastSuccess"`
-	LastFailure         *string `json:"lastFailure"`
-	LastFailureCause    *string `json:"lastFailureCause"`
-	InstanceID          string  `json:"instanceId"`
+	Alive               bool
+	ConsecutiveFailures int
+	FirstSuccess        time.Time
+	LastSuccess         time.Time
+	LastFailure         time.Time
+	LastFailureCause    string
+	InstanceID          string
 }
 
-// LocalVolume is one entry of a task's localVolumes.
-type LocalVolume struct {
-	RunSpecID     string `json:"runSpecId"`
-	ContainerPath string `json:"containerPath"`
-	UUID          string `json:"uuid"`
-	PersistenceID string `json:"persistenceId"`
-}
-
-// VolumeUsage is a persistent volume's declared size and last measured
-// use (-1 before the first measurement).
+// VolumeUsage is a persistent volume of a task: its declared size and last
+// measured use (-1 before the first measurement).
 type VolumeUsage struct {
-	ContainerPath string  `json:"containerPath"`
-	PersistenceID string  `json:"persistenceId"`
-	SizeMiB       float64 `json:"sizeMiB"`
-	UsedBytes     int64   `json:"usedBytes"`
+	ContainerPath string
+	PersistenceID string
+	UUID          string
+	SizeMiB       float64
+	UsedBytes     int64
 }
 
-// Plain returns the task's Marathon fields only.
-func (t *TaskView) Plain() *MarathonTask { return &t.MarathonTask }
-
-// PlainJSON returns the JSON of Plain. A view never changes once it is
-// published (a changed task gets a new one), so it is encoded once and
-// GET /v2/tasks copies bytes instead of encoding every task every time.
-func (t *TaskView) PlainJSON() []byte {
-	if b := t.plainJSON.Load(); b != nil {
+// Memo returns render(t), computed once per view: a view never changes
+// once published, so the API encodes each task once and GET /v2/tasks
+// copies bytes instead of encoding every task on every request. It is
+// meant for one rendering, the API's plain Marathon JSON.
+func (t *TaskView) Memo(render func(*TaskView) []byte) []byte {
+	if b := t.memo.Load(); b != nil {
 		return *b
 	}
-	b, err := json.Marshal(&t.MarathonTask)
-	if err != nil {
-		// Not reachable: the fields are strings, numbers and slices of them.
-		b = []byte("{}")
-	}
-	t.plainJSON.Store(&b)
+	b := render(t)
+	t.memo.Store(&b)
 	return b
 }
 
-// QueueItem is one entry of GET /v2/queue.
+// QueueItem is one app in the launch queue: instances that want to run and
+// have no task.
 type QueueItem struct {
 	App             *AppView
 	Count           int
@@ -177,8 +170,7 @@ func (a *Agent) publish() {
 	instsByApp := make(map[string][]*instance, len(a.apps))
 	for _, inst := range a.sortedInstances() {
 		instsByApp[inst.rec.AppID] = append(instsByApp[inst.rec.AppID], inst)
-		r := inst.rec.Reservation
-		if r != nil {
+		if r := inst.rec.Reservation; r != nil {
 			rc := *r
 			s.Instances = append(s.Instances, &InstanceView{ID: inst.id(), AppID: inst.rec.AppID, Goal: inst.rec.Goal, Reservation: &rc, TaskID: taskIDOf(inst)})
 		}
@@ -209,27 +201,8 @@ func (a *Agent) publish() {
 		}
 		s.Apps = append(s.Apps, v)
 		s.appsByID[id] = v
-
-		// The launch queue: instances that want to run and have no task.
-		count := 0
-		var since time.Time
-		for _, inst := range instsByApp[id] {
-			if inst.rec.Goal == GoalRunning && (inst.task() == nil || !inst.task().active()) {
-				count++
-				if t := inst.task(); t != nil && (since.IsZero() || t.EndedAt.Before(since)) {
-					since = t.EndedAt
-				}
-			}
-		}
-		if count > 0 && !ap.rec.Deleting {
-			left := ap.delay.notBefore.Sub(now)
-			if since.IsZero() {
-				since = ap.rec.Version
-			}
-			s.Queue = append(s.Queue, &QueueItem{
-				App: v, Count: count, Since: since, TimeLeftSeconds: int(max(0, left.Seconds()+0.999)),
-				Overdue: left <= 0, Waiting: ap.waiting,
-			})
+		if q := a.queueItem(ap, v, instsByApp[id], now); q != nil {
+			s.Queue = append(s.Queue, q)
 		}
 	}
 	ds := make([]*deployment, 0, len(a.deployments))
@@ -243,10 +216,36 @@ func (a *Agent) publish() {
 	a.snap.Store(s)
 }
 
-// appView renders an app with the given task views.
+// queueItem is an app's entry in the launch queue: its instances (oldest
+// first) that want to run and have no task; nil when there are none.
+func (a *Agent) queueItem(ap *app, v *AppView, insts []*instance, now time.Time) *QueueItem {
+	count := 0
+	var since time.Time
+	for _, inst := range insts {
+		if inst.rec.Goal == GoalRunning && (inst.task() == nil || !inst.task().active()) {
+			count++
+			if t := inst.task(); t != nil && (since.IsZero() || t.EndedAt.Before(since)) {
+				since = t.EndedAt
+			}
+		}
+	}
+	if count == 0 {
+		return nil
+	}
+	left := ap.delay.notBefore.Sub(now)
+	if since.IsZero() {
+		since = ap.rec.Version
+	}
+	return &QueueItem{
+		App: v, Count: count, Since: since, TimeLeftSeconds: int(max(0, left.Seconds()+0.999)),
+		Overdue: left <= 0, Waiting: ap.waiting,
+	}
+}
+
+// appView makes the view of an app with the given task views.
 func (a *Agent) appView(ap *app, tasks []*TaskView) *AppView {
 	v := &AppView{
-		ID: ap.id(), Doc: ap.doc, Spec: ap.spec, Version: ap.rec.Version,
+		ID: ap.id(), Definition: ap.doc, Spec: ap.spec, Version: ap.rec.Version,
 		LastScalingAt: ap.rec.LastScalingAt, LastConfigChangeAt: ap.rec.LastConfigChangeAt,
 		Tasks: tasks, LastTaskFailure: ap.rec.LastTaskFailure, Waiting: ap.waiting,
 		Deployments: []string{}, Deleting: ap.rec.Deleting,
@@ -260,9 +259,9 @@ func (a *Agent) appView(ap *app, tasks []*TaskView) *AppView {
 			v.TasksStaged++
 		case TaskRunning:
 			v.TasksRunning++
-			if t.healthy {
+			if t.Healthy {
 				v.TasksHealthy++
-			} else if t.checked {
+			} else if t.Checked {
 				v.TasksUnhealthy++
 			}
 		}
@@ -297,42 +296,30 @@ func (a *Agent) sortedInstances() []*instance {
 	return out
 }
 
-// taskView renders an instance's current task as Marathon does. A task
-// that is not active (a stopped resident instance, or one waiting to be
-// relaunched) keeps its id, host and volumes but shows no times, version
-// or ports.
+// taskView makes the view of an instance's current task.
 func (a *Agent) taskView(ap *app, inst *instance) *TaskView {
 	t := inst.task()
 	v := &TaskView{
-		MarathonTask: MarathonTask{
-			AppID: ap.id(), ID: t.ID, Host: a.cfg.Hostname, SlaveID: a.ident.AgentID, State: t.State,
-			Ports: []int{}, ServicePorts: servicePorts(ap.spec), IPAddresses: []IPAddress{},
-			HealthCheckResults: []HealthView{},
-		},
+		AppID: ap.id(), ID: t.ID, Host: a.cfg.Hostname, SlaveID: a.ident.AgentID, State: t.State,
+		Ports: []int{}, ServicePorts: servicePorts(ap.spec),
 		Message: t.Message, InstanceID: inst.id(), Incarnation: inst.rec.Incarnation, SandboxDir: t.SandboxDir,
-		active: t.active(),
+		Active: t.active(),
 	}
+	r := inst.rec.Reservation
 	if t.active() {
-		v.StagedAt = formatTime(t.StagedAt)
-		if !t.StartedAt.IsZero() {
-			v.StartedAt = formatTime(t.StartedAt)
-		}
-		v.Version = formatTime(t.Version)
-		if r := inst.rec.Reservation; r != nil {
+		v.StagedAt, v.StartedAt, v.Version = t.StagedAt, t.StartedAt, t.Version
+		if r != nil {
 			v.Ports = append(v.Ports, r.HostPorts...)
 		}
 		if t.IPAddress != "" {
-			v.IPAddresses = append(v.IPAddresses, IPAddress{IPAddress: t.IPAddress, Protocol: "IPv4"})
+			v.IPAddresses = []string{t.IPAddress}
 		}
 	}
-	if r := inst.rec.Reservation; r != nil {
+	if r != nil {
 		for _, vol := range r.Volumes {
-			v.LocalVolumes = append(v.LocalVolumes, LocalVolume{
-				RunSpecID: ap.id(), ContainerPath: vol.ContainerPath, UUID: vol.UUID, PersistenceID: vol.PersistenceID,
-			})
 			v.Volumes = append(v.Volumes, VolumeUsage{
-				ContainerPath: vol.ContainerPath, PersistenceID: vol.PersistenceID,
-				SizeMiB: vol.SizeMiB, UsedBytes: a.usedBytes(vol.PersistenceID),
+				ContainerPath: vol.ContainerPath, PersistenceID: vol.PersistenceID, UUID: vol.UUID,
+				SizeMiB: vol.SizeMiB, UsedBytes: a.usage.usedBytes(vol.PersistenceID),
 			})
 		}
 	}
@@ -343,103 +330,15 @@ func (a *Agent) taskView(ap *app, inst *instance) *TaskView {
 			if h.FirstSuccess.IsZero() && h.LastFailure.IsZero() {
 				continue
 			}
-			v.HealthCheckResults = append(v.HealthCheckResults, HealthView{
+			v.Health = append(v.Health, HealthView{
 				Alive: h.Alive, ConsecutiveFailures: h.ConsecutiveFailures,
-				FirstSuccess: optTime(h.FirstSuccess), LastSuccess: optTime(h.LastSuccess),
-				LastFailure: optTime(h.LastFailure), LastFailureCause: optString(h.LastFailureCause),
+				FirstSuccess: h.FirstSuccess, LastSuccess: h.LastSuccess,
+				LastFailure: h.LastFailure, LastFailureCause: h.LastFailureCause,
 				InstanceID: inst.id(),
 			})
 		}
-		v.checked = len(v.HealthCheckResults) > 0
-		v.healthy = checks > 0 && healthy(t, checks)
+		v.Checked = len(v.Health) > 0
+		v.Healthy = checks > 0 && healthy(t, checks)
 	}
 	return v
-}
-
-func optTime(t time.Time) *string {
-	if t.IsZero() {
-		return nil
-	}
-	s := formatTime(t)
-	return &s
-}
-
-func optString(s string) *string {
-	if s == "" {
-		return nil
-	}
-	return &s
-}
-
-// Embed says what AppView.JSON adds to an app's definition, as Marathon's
-// embed parameters do. Mesolite adds mesolite's own fields (the tasks'
-// messages and volume use, why the app waits), which Marathon clients do
-// not expect.
-type Embed struct {
-	Counts, Deployments, Tasks, LastTaskFailure, Mesolite bool
-}
-
-// JSON renders an app as Marathon's GET /v2/apps does: the definition with
-// version, versionInfo, and what e asks for.
-func (v *AppView) JSON(e Embed) map[string]any {
-	counts, deployments, tasks, lastFailure := e.Counts, e.Deployments, e.Tasks, e.LastTaskFailure
-	out := make(map[string]any, len(v.Doc)+12)
-	for k, val := range v.Doc {
-		out[k] = val
-	}
-	out["version"] = formatTime(v.Version)
-	out["versionInfo"] = map[string]any{
-		"lastScalingAt":      formatTime(v.LastScalingAt),
-		"lastConfigChangeAt": formatTime(v.LastConfigChangeAt),
-	}
-	if counts {
-		out["tasksStaged"] = v.TasksStaged
-		out["tasksRunning"] = v.TasksRunning
-		out["tasksHealthy"] = v.TasksHealthy
-		out["tasksUnhealthy"] = v.TasksUnhealthy
-	}
-	if deployments || tasks {
-		ds := make([]map[string]string, 0, len(v.Deployments))
-		for _, id := range v.Deployments {
-			ds = append(ds, map[string]string{"id": id})
-		}
-		out["deployments"] = ds
-	}
-	if tasks && e.Mesolite {
-		ts := v.Tasks
-		if ts == nil {
-			ts = []*TaskView{}
-		}
-		out["tasks"] = ts
-	} else if tasks {
-		ts := make([]*MarathonTask, len(v.Tasks))
-		for i, t := range v.Tasks {
-			ts[i] = t.Plain()
-		}
-		out["tasks"] = ts
-	}
-	if lastFailure && v.LastTaskFailure != nil {
-		f := v.LastTaskFailure
-		out["lastTaskFailure"] = map[string]any{
-			"appId": f.AppID, "host": f.Host, "message": f.Message, "state": f.State,
-			"taskId": f.TaskID, "timestamp": formatTime(f.Timestamp), "version": formatTime(f.Version),
-			"slaveId": f.SlaveID,
-		}
-	}
-	if v.Waiting != "" && e.Mesolite {
-		// Why an instance cannot be placed.
-		out["waitingReason"] = v.Waiting
-	}
-	return out
-}
-
-// HealthyAll reports whether every health result of the task is alive
-// (true when there are none), the HEALTHY column of task list.
-func (t *TaskView) HealthyAll() bool {
-	for _, h := range t.HealthCheckResults {
-		if !h.Alive {
-			return false
-		}
-	}
-	return true
 }

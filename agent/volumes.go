@@ -12,24 +12,25 @@ import (
 
 // VolumeInfo is one persistent volume on disk and who owns it.
 type VolumeInfo struct {
-	PersistenceID string  `json:"persistenceId"`
-	Path          string  `json:"path"`
-	AppID         string  `json:"appId,omitempty"`
-	InstanceID    string  `json:"instanceId,omitempty"`
-	TaskID        string  `json:"taskId,omitempty"`
-	ContainerPath string  `json:"containerPath,omitempty"`
-	Goal          string  `json:"goal,omitempty"`
-	SizeMiB       float64 `json:"sizeMiB"`
-	UsedBytes     int64   `json:"usedBytes"`
-	Exists        bool    `json:"exists"`
+	PersistenceID string
+	Path          string
+	AppID         string
+	InstanceID    string
+	TaskID        string
+	ContainerPath string
+	Goal          string
+	SizeMiB       float64
+	UsedBytes     int64
+	Exists        bool
 	// Orphan: a directory on disk that no reservation owns. It is never
 	// deleted automatically.
-	Orphan bool `json:"orphan"`
+	Orphan bool
 }
 
 // Volumes lists every persistent volume: those reservations own, whether
 // or not their directory exists, and directories nobody owns. withUsage
-// also measures the bytes each one uses.
+// also measures the bytes each one uses. It reads the disk on the
+// caller's goroutine, never on the loop.
 func (a *Agent) Volumes(withUsage bool) ([]VolumeInfo, error) {
 	snap := a.Snapshot()
 	onDisk, err := a.layout.ListVolumes()
@@ -44,7 +45,7 @@ func (a *Agent) Volumes(withUsage bool) ([]VolumeInfo, error) {
 	owned := map[string]bool{}
 	for _, inst := range snap.Instances {
 		for _, v := range inst.Reservation.Volumes {
-			dir, _ := a.layout.VolumeDir(v.PersistenceID)
+			dir, _ := a.layout.VolumeDir(v.PersistenceID) // a reserved id is a safe name
 			owned[v.PersistenceID] = true
 			out = append(out, VolumeInfo{
 				PersistenceID: v.PersistenceID, Path: dir, AppID: inst.AppID, InstanceID: inst.ID,
@@ -57,13 +58,13 @@ func (a *Agent) Volumes(withUsage bool) ([]VolumeInfo, error) {
 		if owned[id] {
 			continue
 		}
-		dir, _ := a.layout.VolumeDir(id)
+		dir, _ := a.layout.VolumeDir(id) // a directory entry is a safe name
 		out = append(out, VolumeInfo{PersistenceID: id, Path: dir, Exists: true, Orphan: true})
 	}
 	if withUsage {
 		for i := range out {
 			if out[i].Exists {
-				out[i].UsedBytes, _ = sandbox.DiskUsage(out[i].Path)
+				out[i].UsedBytes, _ = sandbox.DiskUsage(out[i].Path) // unreadable parts count as 0
 			}
 		}
 	}
@@ -72,40 +73,46 @@ func (a *Agent) Volumes(withUsage bool) ([]VolumeInfo, error) {
 }
 
 // RemoveOrphanVolume deletes a volume directory that no reservation owns
-// (mesolite volume remove). ref is a persistence id or the volume's path.
-// A volume a reservation owns is refused: wipe its task or remove its app.
+// (mesolite volume remove) and returns its path. ref is a persistence id
+// or the volume's path. A volume a reservation owns is refused
+// (ErrConflict): wipe its task or remove its app. The loop decides; the
+// runtime deletes, on the caller's goroutine. No reservation can claim
+// the volume meanwhile: a new reservation's persistence id is new.
 func (a *Agent) RemoveOrphanVolume(ctx context.Context, ref string) (string, error) {
 	id := ref
 	if filepath.IsAbs(ref) {
 		if filepath.Dir(filepath.Clean(ref)) != filepath.Clean(a.layout.VolumesRoot()) {
-			return "", &BadRequestError{Msg: fmt.Sprintf("%s is not a volume of this agent (volumes live in %s)", ref, a.layout.VolumesRoot())}
+			return "", errorf(ErrInvalid, "%s is not a volume of this agent (volumes live in %s)", ref, a.layout.VolumesRoot())
 		}
 		id = filepath.Base(ref)
 	}
 	dir, err := a.layout.VolumeDir(id)
 	if err != nil {
-		return "", &BadRequestError{Msg: err.Error()}
+		return "", errorf(ErrInvalid, "%s", err.Error())
 	}
-	_, err = a.call(ctx, func() (any, error) {
+	_, err = call(a, ctx, func() (struct{}, error) {
 		for _, inst := range a.instances {
 			if r := inst.rec.Reservation; r != nil {
 				for _, v := range r.Volumes {
 					if v.PersistenceID == id {
-						return nil, &ConflictError{Msg: fmt.Sprintf("volume %s belongs to instance %s of app %s: kill its task with --wipe, or remove the app", id, inst.id(), inst.rec.AppID)}
+						return struct{}{}, errorf(ErrConflict, "volume %s belongs to instance %s of app %s: kill its task with --wipe, or remove the app", id, inst.id(), inst.rec.AppID)
 					}
 				}
 			}
 		}
-		if !a.layout.VolumeExists(id) {
-			return nil, &NotFoundError{Msg: fmt.Sprintf("volume %s does not exist", id)}
-		}
-		if err := a.layout.DestroyVolume(id); err != nil {
-			return nil, err
-		}
-		a.log.Info().Str("volume", id).Msg("orphan volume removed on request")
-		return nil, nil
+		return struct{}{}, nil
 	})
-	return dir, err
+	if err != nil {
+		return "", err
+	}
+	if !a.layout.VolumeExists(id) {
+		return "", errorf(ErrNotFound, "volume %s does not exist", id)
+	}
+	if err := a.rt.DestroyVolume(ctx, id); err != nil {
+		return "", err
+	}
+	a.log.Info().Str("volume", id).Msg("orphan volume removed on request")
+	return dir, nil
 }
 
 // Volume usage is measured every usageInterval. A volume at 90% of its
@@ -116,15 +123,56 @@ const (
 	usageWarnAt   = 0.9
 )
 
-// volumeUsage is what the last measurement found for one volume.
-type volumeUsage struct {
+// usage holds the last measurement of each volume. It is owned by the
+// loop.
+type usage struct {
+	used     map[string]*volumeUse // by persistence id
+	scanning bool
+}
+
+// volumeUse is what the last measurement found for one volume.
+type volumeUse struct {
 	used   int64
 	warned bool
 }
 
+// usedBytes returns the last measured use of a volume, or -1.
+func (u *usage) usedBytes(persistenceID string) int64 {
+	if v := u.used[persistenceID]; v != nil {
+		return v.used
+	}
+	return -1
+}
+
+// record stores a measurement and reports whether it changed the use,
+// and whether the volume just crossed the warning ratio upwards.
+func (u *usage) record(persistenceID string, used int64, ratio float64) (changed, warn bool) {
+	if u.used == nil {
+		u.used = map[string]*volumeUse{}
+	}
+	v := u.used[persistenceID]
+	if v == nil {
+		v = &volumeUse{}
+		u.used[persistenceID] = v
+	}
+	changed = v.used != used
+	v.used = used
+	switch {
+	case ratio >= usageWarnAt && !v.warned:
+		v.warned = true
+		warn = true
+	case ratio < usageWarnAt:
+		v.warned = false
+	}
+	return changed, warn
+}
+
+// forget drops a volume's measurement (its instance is gone).
+func (u *usage) forget(persistenceID string) { delete(u.used, persistenceID) }
+
 // startUsageScan measures the volumes of running instances on a worker.
 func (a *Agent) startUsageScan() {
-	if a.scanning {
+	if a.usage.scanning {
 		return
 	}
 	type job struct{ instID, persistenceID, dir string }
@@ -141,7 +189,7 @@ func (a *Agent) startUsageScan() {
 	if len(jobs) == 0 {
 		return
 	}
-	a.scanning = true
+	a.usage.scanning = true
 	a.goWork(func(context.Context) {
 		used := make(map[string]int64, len(jobs))
 		for _, j := range jobs {
@@ -151,7 +199,7 @@ func (a *Agent) startUsageScan() {
 			}
 		}
 		a.post(func() {
-			a.scanning = false
+			a.usage.scanning = false
 			for _, j := range jobs {
 				if inst := a.instances[j.instID]; inst != nil {
 					if n, ok := used[j.persistenceID]; ok {
@@ -177,32 +225,19 @@ func (a *Agent) onVolumeUsage(inst *instance, persistenceID string, used int64) 
 	if v == nil {
 		return
 	}
-	if a.usage == nil {
-		a.usage = map[string]*volumeUsage{}
-	}
-	u := a.usage[persistenceID]
-	if u == nil {
-		u = &volumeUsage{}
-		a.usage[persistenceID] = u
-	}
-	if u.used != used {
-		u.used = used
+	ratio := float64(used) / (v.SizeMiB * (1 << 20))
+	changed, warn := a.usage.record(persistenceID, used, ratio)
+	if changed {
 		inst.view = nil
 		a.changed = true
 	}
-	limit := v.SizeMiB * (1 << 20)
-	ratio := float64(used) / limit
-	switch {
-	case ratio >= usageWarnAt && !u.warned:
-		u.warned = true
+	if warn {
 		a.log.Warn().Str("volume", persistenceID).Str("instance_id", inst.id()).
 			Int64("used_mib", used>>20).Float64("size_mib", v.SizeMiB).Msg("volume nearly full")
 		a.bus.publish("volume_usage_warning_event", map[string]any{
 			"appId": inst.rec.AppID, "instanceId": inst.id(), "persistenceId": persistenceID,
 			"usedBytes": used, "sizeMiB": v.SizeMiB,
 		})
-	case ratio < usageWarnAt:
-		u.warned = false
 	}
 	t := inst.task()
 	if ratio > 1 && a.cfg.EnforceDiskQuota && t != nil && t.State == TaskRunning && inst.busy == "" {
@@ -211,14 +246,6 @@ func (a *Agent) onVolumeUsage(inst *instance, persistenceID string, used int64) 
 		t.KillFailed = true
 		a.kill(inst, reason)
 	}
-}
-
-// usedBytes returns the last measured usage of a volume, or -1.
-func (a *Agent) usedBytes(persistenceID string) int64 {
-	if u := a.usage[persistenceID]; u != nil {
-		return u.used
-	}
-	return -1
 }
 
 func (a *Agent) tickUsage(ctx context.Context) {

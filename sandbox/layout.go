@@ -1,6 +1,8 @@
-// Package sandbox is the host side of a task: its sandbox directory, its
-// persistent volumes, and the Docker container that runs it. It imports
-// neither the agent nor the store; the agent hands it a TaskSpec.
+// Package sandbox is what a task needs from the host, whatever runs its
+// container: the task spec, the kinds of mounts, the container view and
+// its events, the error classes of a runtime, and the directory layout of
+// sandboxes and volumes (Host). It imports nothing of the project and no
+// runtime: sandbox/docker is the Docker runtime.
 package sandbox
 
 import (
@@ -16,12 +18,6 @@ import (
 
 // MountPoint is where the sandbox appears inside every container.
 const MountPoint = "/mnt/mesos/sandbox"
-
-// ErrUnsafePath: a path that would leave the directory it belongs to.
-var ErrUnsafePath = errors.New("unsafe path")
-
-// ErrNoSpace: not enough free disk space for a volume.
-var ErrNoSpace = errors.New("not enough free disk space")
 
 // Layout names the directories under the work directory, as Mesos lays
 // them out:

@@ -1,8 +1,11 @@
 // Package agenttest has a fake container runtime for fast tests of the
-// agent, its API and its CLI without Docker. It keeps containers in
-// memory, reports events like Docker does, and lets a test inject the
-// failures Docker can have. Tests that need real containers use
-// sandbox.Docker instead; this fake never replaces them.
+// agent, its API and its CLI without Docker, and Start, which runs a real
+// agent over it. The fake keeps containers in memory, reports events like
+// Docker does, and lets a test inject the failures Docker can have; the
+// host half (sandboxes, volumes) is the real one, on the test's
+// directories, and docker parameters are checked by Docker's runtime's
+// checker. Tests that need real containers use sandbox/docker instead;
+// this fake never replaces them.
 package agenttest
 
 import (
@@ -17,6 +20,7 @@ import (
 	"time"
 
 	"github.com/mesolite/mesolite/sandbox"
+	"github.com/mesolite/mesolite/sandbox/docker"
 )
 
 // Container is a fake container.
@@ -28,6 +32,7 @@ type Container struct {
 
 // Runtime is a fake agent.Runtime. Its zero value is not usable; call New.
 type Runtime struct {
+	sandbox.Host
 	mu         sync.Mutex
 	agentID    string
 	containers map[string]*Container // by id
@@ -66,10 +71,11 @@ func (r *Runtime) Runs() int {
 	return r.runs
 }
 
-// New returns a fake runtime for an agent id.
-func New(agentID string) *Runtime {
+// New returns a fake runtime for the agent of a layout.
+func New(layout sandbox.Layout) *Runtime {
 	return &Runtime{
-		agentID:       agentID,
+		Host:          sandbox.Host{Layout: layout},
+		agentID:       layout.AgentID,
 		containers:    map[string]*Container{},
 		byName:        map[string]string{},
 		subs:          map[int]func(sandbox.Event){},
@@ -166,9 +172,6 @@ func (r *Runtime) create(spec *sandbox.TaskSpec, progress func(string)) (sandbox
 	r.nextID++
 	id := fmt.Sprintf("%064x", r.nextID)
 	labels := map[string]string{}
-	for k, v := range spec.Labels {
-		labels[k] = v
-	}
 	labels[sandbox.LabelAgentID] = r.agentID
 	labels[sandbox.LabelAppID] = spec.AppID
 	labels[sandbox.LabelInstanceID] = spec.InstanceID
@@ -256,6 +259,9 @@ func (r *Runtime) AddForeign(name string, labels map[string]string) string {
 	r.byName[name] = id
 	return id
 }
+
+// CheckParameter is Docker's runtime's checker: the fake stands for Docker.
+func (r *Runtime) CheckParameter(key, value string) error { return docker.CheckParameter(key, value) }
 
 // Stop stops a container.
 func (r *Runtime) Stop(_ context.Context, ref string, _ time.Duration) error {

@@ -14,8 +14,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -24,7 +22,6 @@ import (
 
 	"github.com/mesolite/mesolite/agent"
 	"github.com/mesolite/mesolite/agent/marathon"
-	"github.com/mesolite/mesolite/sandbox"
 )
 
 // Limits on what a client may send.
@@ -305,9 +302,9 @@ func (s *Server) listApps(w http.ResponseWriter, r *http.Request) {
 		if !labelSel(v.Spec.Labels) {
 			continue
 		}
-		apps = append(apps, v.JSON(agent.Embed{
-			Counts: true, Deployments: true, Tasks: emb["tasks"] || emb["failures"],
-			LastTaskFailure: emb["lastTaskFailure"] || emb["failures"], Mesolite: emb["mesolite"],
+		apps = append(apps, renderApp(v, embed{
+			counts: true, deployments: true, tasks: emb["tasks"] || emb["failures"],
+			lastTaskFailure: emb["lastTaskFailure"] || emb["failures"], mesolite: emb["mesolite"],
 		}))
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"apps": apps})
@@ -320,8 +317,8 @@ func (s *Server) showApp(w http.ResponseWriter, r *http.Request, id string) {
 		writeJSON(w, http.StatusNotFound, msg(fmt.Sprintf("App '%s' does not exist", canon)))
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"app": v.JSON(agent.Embed{
-		Counts: true, Deployments: true, Tasks: true, LastTaskFailure: true, Mesolite: embeds(r.URL.Query())["mesolite"],
+	writeJSON(w, http.StatusOK, map[string]any{"app": renderApp(v, embed{
+		counts: true, deployments: true, tasks: true, lastTaskFailure: true, mesolite: embeds(r.URL.Query())["mesolite"],
 	})})
 }
 
@@ -330,14 +327,15 @@ func (s *Server) createApp(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	app, deployID, err := s.a.CreateApp(r.Context(), body)
+	v, dr, err := s.a.CreateApp(r.Context(), body)
 	if err != nil {
 		writeError(w, err)
 		return
 	}
-	id, _ := app["id"].(string)
-	w.Header().Set("Location", "/v2/apps"+id)
-	w.Header().Set("Marathon-Deployment-Id", deployID)
+	app := renderApp(v, embed{counts: true, deployments: true})
+	delete(app, "versionInfo")
+	w.Header().Set("Location", "/v2/apps"+v.ID)
+	w.Header().Set("Marathon-Deployment-Id", dr.DeploymentID)
 	s.apiPost(r, app)
 	writeJSON(w, http.StatusCreated, app)
 }
@@ -368,9 +366,9 @@ func (s *Server) updateApp(w http.ResponseWriter, r *http.Request, id string, pu
 				}
 				w.Header().Set("Marathon-Deployment-Id", res.DeploymentID)
 				if v := s.a.Snapshot().App(marathon.CanonicalID(id)); v != nil {
-					s.apiPost(r, v.Doc)
+					s.apiPost(r, v.Definition)
 				}
-				writeJSON(w, http.StatusOK, res)
+				writeJSON(w, http.StatusOK, renderDeploymentResult(res))
 				return
 			}
 		}
@@ -407,14 +405,14 @@ func (s *Server) updateApp(w http.ResponseWriter, r *http.Request, id string, pu
 	}
 	w.Header().Set("Marathon-Deployment-Id", res.DeploymentID)
 	if v := s.a.Snapshot().App(marathon.CanonicalID(id)); v != nil {
-		s.apiPost(r, v.Doc)
+		s.apiPost(r, v.Definition)
 	}
 	status := http.StatusOK
 	if created {
 		w.Header().Set("Location", "/v2/apps"+marathon.CanonicalID(id))
 		status = http.StatusCreated
 	}
-	writeJSON(w, status, res)
+	writeJSON(w, status, renderDeploymentResult(res))
 }
 
 func (s *Server) deleteApp(w http.ResponseWriter, r *http.Request, id string) {
@@ -424,7 +422,7 @@ func (s *Server) deleteApp(w http.ResponseWriter, r *http.Request, id string) {
 		return
 	}
 	w.Header().Set("Marathon-Deployment-Id", res.DeploymentID)
-	writeJSON(w, http.StatusOK, res)
+	writeJSON(w, http.StatusOK, renderDeploymentResult(res))
 }
 
 func (s *Server) restartApp(w http.ResponseWriter, r *http.Request, id string) {
@@ -434,7 +432,7 @@ func (s *Server) restartApp(w http.ResponseWriter, r *http.Request, id string) {
 		return
 	}
 	w.Header().Set("Marathon-Deployment-Id", res.DeploymentID)
-	writeJSON(w, http.StatusOK, res)
+	writeJSON(w, http.StatusOK, renderDeploymentResult(res))
 }
 
 func (s *Server) appTasks(w http.ResponseWriter, r *http.Request, id string) {
@@ -444,11 +442,7 @@ func (s *Server) appTasks(w http.ResponseWriter, r *http.Request, id string) {
 		writeJSON(w, http.StatusNotFound, msg(fmt.Sprintf("App '%s' does not exist", canon)))
 		return
 	}
-	tasks := v.Tasks
-	if tasks == nil {
-		tasks = []*agent.TaskView{}
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"tasks": renderTasks(r, tasks)})
+	writeJSON(w, http.StatusOK, map[string]any{"tasks": renderTasks(r, v.Tasks)})
 }
 
 // killAppTasks serves DELETE /v2/apps/{id}/tasks[/{taskId}].
@@ -482,7 +476,7 @@ func (s *Server) killAppTasks(w http.ResponseWriter, r *http.Request, id, taskID
 	}
 	if dr != nil {
 		w.Header().Set("Marathon-Deployment-Id", dr.DeploymentID)
-		writeJSON(w, http.StatusOK, dr)
+		writeJSON(w, http.StatusOK, renderDeploymentResult(*dr))
 		return
 	}
 	if taskID != "" {
@@ -490,7 +484,7 @@ func (s *Server) killAppTasks(w http.ResponseWriter, r *http.Request, id, taskID
 			writeJSON(w, http.StatusNotFound, msg(fmt.Sprintf("Task '%s' does not exist", taskID)))
 			return
 		}
-		writeJSON(w, http.StatusOK, map[string]any{"task": renderTask(r, tasks[0])})
+		writeJSON(w, http.StatusOK, map[string]any{"task": renderTask1(r, tasks[0])})
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"tasks": renderTasks(r, tasks)})
@@ -502,15 +496,22 @@ func (s *Server) appVersions(w http.ResponseWriter, _ *http.Request, id string) 
 		writeError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"versions": vs})
+	out := make([]string, len(vs))
+	for i, v := range vs {
+		out[i] = marathon.FormatTime(v)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"versions": out})
 }
 
 func (s *Server) appVersion(w http.ResponseWriter, _ *http.Request, id, version string) {
-	doc, err := s.a.AppVersion(id, version)
+	v, err := s.a.AppVersion(id, version)
 	if err != nil {
 		writeError(w, err)
 		return
 	}
+	doc := v.Definition
+	doc["version"] = marathon.FormatTime(v.Version)
+	doc["versionInfo"] = map[string]any{"lastScalingAt": marathon.FormatTime(v.LastScalingAt), "lastConfigChangeAt": marathon.FormatTime(v.LastConfigChangeAt)}
 	writeJSON(w, http.StatusOK, doc)
 }
 
@@ -546,7 +547,7 @@ func (s *Server) listTasks(w http.ResponseWriter, r *http.Request) {
 func writePlainTasks(w http.ResponseWriter, tasks []*agent.TaskView) {
 	n := len(`{"tasks":[]}`) + max(0, len(tasks)-1)
 	for _, t := range tasks {
-		n += len(t.PlainJSON())
+		n += len(plainTaskJSON(t))
 	}
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	w.Header().Set("Content-Length", strconv.Itoa(n))
@@ -557,15 +558,12 @@ func writePlainTasks(w http.ResponseWriter, tasks []*agent.TaskView) {
 		if i > 0 {
 			_, _ = w.Write(comma)
 		}
-		_, _ = w.Write(t.PlainJSON())
+		_, _ = w.Write(plainTaskJSON(t))
 	}
 	_, _ = w.Write([]byte("]}"))
 }
 
 var comma = []byte(",")
-
-// timeFormat is Marathon's timestamp: UTC, milliseconds.
-const timeFormat = "2006-01-02T15:04:05.000Z"
 
 func (s *Server) deleteTasks(w http.ResponseWriter, r *http.Request) {
 	body, ok := readBody(w, r)
@@ -585,7 +583,7 @@ func (s *Server) deleteTasks(w http.ResponseWriter, r *http.Request) {
 	}
 	if dr != nil {
 		w.Header().Set("Marathon-Deployment-Id", dr.DeploymentID)
-		writeJSON(w, http.StatusOK, dr)
+		writeJSON(w, http.StatusOK, renderDeploymentResult(*dr))
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"tasks": renderTasks(r, tasks)})
@@ -625,10 +623,11 @@ func taskIDs(body []byte) ([]string, error) {
 
 func (s *Server) listDeployments(w http.ResponseWriter, _ *http.Request) {
 	ds := s.a.Snapshot().Deployments
-	if ds == nil {
-		ds = []*agent.DeploymentView{}
+	out := make([]marathon.Deployment, 0, len(ds))
+	for _, d := range ds {
+		out = append(out, renderDeployment(d))
 	}
-	writeJSON(w, http.StatusOK, ds)
+	writeJSON(w, http.StatusOK, out)
 }
 
 func (s *Server) cancelDeployment(w http.ResponseWriter, r *http.Request, id string) {
@@ -642,7 +641,7 @@ func (s *Server) cancelDeployment(w http.ResponseWriter, r *http.Request, id str
 		return
 	}
 	w.Header().Set("Marathon-Deployment-Id", dr.DeploymentID)
-	writeJSON(w, http.StatusOK, dr)
+	writeJSON(w, http.StatusOK, renderDeploymentResult(*dr))
 }
 
 func (s *Server) queue(w http.ResponseWriter, _ *http.Request) {
@@ -652,8 +651,8 @@ func (s *Server) queue(w http.ResponseWriter, _ *http.Request) {
 		item := map[string]any{
 			"count": q.Count,
 			"delay": map[string]any{"timeLeftSeconds": q.TimeLeftSeconds, "overdue": q.Overdue},
-			"since": q.Since.UTC().Format(timeFormat),
-			"app":   q.App.JSON(agent.Embed{Counts: true, Deployments: true}),
+			"since": marathon.FormatTime(q.Since),
+			"app":   renderApp(q.App, embed{counts: true, deployments: true}),
 		}
 		summary := map[string]any{"processedOffersCount": 0, "unusedOffersCount": 0, "rejectSummaryLastOffers": []any{}, "rejectSummaryLaunchAttempt": []any{}}
 		if q.Waiting != "" {
@@ -682,20 +681,11 @@ func (s *Server) readFile(w http.ResponseWriter, r *http.Request) {
 	taskID := q.Get("task")
 	name := q.Get("path")
 	if name == "" {
-		name = sandbox.StdoutFile
+		name = agent.StdoutFile
 	}
-	if name != sandbox.StdoutFile && name != sandbox.StderrFile {
-		writeJSON(w, http.StatusBadRequest, msg("path must be stdout or stderr"))
-		return
-	}
-	dir, err := s.a.SandboxOf(taskID)
+	f, err := s.a.OpenTaskFile(taskID, name)
 	if err != nil {
 		writeError(w, err)
-		return
-	}
-	f, err := os.Open(filepath.Join(dir, name))
-	if err != nil {
-		writeJSON(w, http.StatusNotFound, msg(fmt.Sprintf("%s of task '%s' does not exist yet", name, taskID)))
 		return
 	}
 	defer f.Close()
@@ -741,7 +731,7 @@ func (s *Server) status(w http.ResponseWriter, _ *http.Request) {
 	cfg := s.a.Config()
 	writeJSON(w, http.StatusOK, map[string]any{
 		"agentId": s.a.AgentID(), "frameworkId": s.a.FrameworkID(), "version": s.cfg.Version,
-		"workDir": s.a.Layout().WorkDir, "dockerUp": snap.DockerUp, "recovery": snap.Recovery,
+		"workDir": s.a.WorkDir(), "dockerUp": snap.DockerUp, "recovery": renderRecovery(snap.Recovery),
 		"unreadableRecords": snap.Unreadable, "apps": len(snap.Apps), "tasks": len(snap.Tasks),
 		"resources": map[string]any{"cpus": cfg.Cpus, "mem": cfg.MemMiB, "disk": cfg.DiskMiB, "ports": fmt.Sprintf("%d-%d", cfg.PortMin, cfg.PortMax)},
 	})
@@ -753,7 +743,11 @@ func (s *Server) volumes(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"volumes": vols})
+	out := make([]volumeJSON, len(vols))
+	for i, v := range vols {
+		out[i] = renderVolume(v)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"volumes": out})
 }
 
 // apiPost publishes Marathon's api_post_event.
@@ -774,21 +768,14 @@ func remoteIP(r *http.Request) string {
 // renderTasks renders tasks as Marathon does, with mesolite's fields only
 // when the request asks for them (?embed=mesolite).
 func renderTasks(r *http.Request, tasks []*agent.TaskView) any {
-	if embeds(r.URL.Query())["mesolite"] {
-		return tasks
-	}
-	out := make([]*agent.MarathonTask, len(tasks))
-	for i, t := range tasks {
-		out[i] = t.Plain()
-	}
-	return out
+	return renderTaskList(tasks, embeds(r.URL.Query())["mesolite"])
 }
 
-func renderTask(r *http.Request, t *agent.TaskView) any {
+func renderTask1(r *http.Request, t *agent.TaskView) any {
 	if embeds(r.URL.Query())["mesolite"] {
-		return t
+		return renderMesoliteTask(t)
 	}
-	return t.Plain()
+	return renderTask(t)
 }
 
 // readBody reads a request body, answering 400 itself when it is empty or
@@ -811,14 +798,12 @@ func readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
 	return body, true
 }
 
-// writeError maps an error to Marathon's status and body.
+// writeError maps an error to Marathon's status and body: agent/api is
+// the one place that knows the agent's error classes as status codes.
 func writeError(w http.ResponseWriter, err error) {
 	var (
 		se  *marathon.SyntaxError
 		ve  *marathon.ValidationError
-		nf  *agent.NotFoundError
-		cf  *agent.ConflictError
-		br  *agent.BadRequestError
 		le  *agent.LockedError
 		mbe *http.MaxBytesError
 	)
@@ -827,18 +812,20 @@ func writeError(w http.ResponseWriter, err error) {
 		writeJSON(w, http.StatusBadRequest, map[string]any{"message": "Invalid JSON", "details": se.Msg})
 	case errors.As(err, &ve):
 		writeJSON(w, http.StatusUnprocessableEntity, map[string]any{"message": "Object is not valid", "details": ve.Details})
-	case errors.As(err, &nf):
-		writeJSON(w, http.StatusNotFound, msg(nf.Msg))
 	case errors.As(err, &le):
 		ds := make([]map[string]string, 0, len(le.Deployments))
 		for _, id := range le.Deployments {
 			ds = append(ds, map[string]string{"id": id})
 		}
 		writeJSON(w, http.StatusConflict, map[string]any{"message": le.Error(), "deployments": ds})
-	case errors.As(err, &cf):
-		writeJSON(w, http.StatusConflict, msg(cf.Msg))
-	case errors.As(err, &br):
-		writeJSON(w, http.StatusBadRequest, msg(br.Msg))
+	case errors.Is(err, agent.ErrNotFound):
+		writeJSON(w, http.StatusNotFound, msg(err.Error()))
+	case errors.Is(err, agent.ErrConflict):
+		writeJSON(w, http.StatusConflict, msg(err.Error()))
+	case errors.Is(err, agent.ErrInvalid):
+		writeJSON(w, http.StatusBadRequest, msg(err.Error()))
+	case errors.Is(err, agent.ErrUnavailable):
+		writeJSON(w, http.StatusServiceUnavailable, msg(err.Error()))
 	case errors.As(err, &mbe):
 		writeJSON(w, http.StatusRequestEntityTooLarge, msg(fmt.Sprintf("Request body is larger than %d bytes", MaxBodyBytes)))
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):

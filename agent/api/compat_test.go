@@ -352,7 +352,7 @@ func TestCLIAppStopStart(t *testing.T) {
 	e := newEnv(t)
 	e.createApp(residentApp("/pg"))
 	first := e.settled("/pg", 1)[0]
-	if first.StartedAt == "" || first.StagedAt == "" || first.Version == "" || len(first.Ports) != 1 {
+	if first.StartedAt.IsZero() || first.StagedAt.IsZero() || first.Version.IsZero() || len(first.Ports) != 1 {
 		t.Fatalf("running task: %+v", first)
 	}
 
@@ -397,7 +397,7 @@ func TestCLIAppStopStart(t *testing.T) {
 			t.Fatalf("stopped task has %s: %v", k, task)
 		}
 	}
-	if get(task, "localVolumes", 0, "persistenceId") != first.LocalVolumes[0].PersistenceID {
+	if get(task, "localVolumes", 0, "persistenceId") != first.Volumes[0].PersistenceID {
 		t.Fatalf("stopped task localVolumes: %v", task["localVolumes"])
 	}
 	// ?status=running leaves it out.
@@ -408,7 +408,7 @@ func TestCLIAppStopStart(t *testing.T) {
 	// app start pg: the id as typed, no leading slash.
 	deploymentResult(t, e.do("PUT", "/v2/apps/pg", `{"id":"pg","instances":1}`), http.StatusOK, "PUT instances 1")
 	second := e.settled("/pg", 1)[0]
-	if second.InstanceID != first.InstanceID || !strings.HasSuffix(second.ID, "._app.2") || second.StartedAt == "" || second.Ports[0] != first.Ports[0] {
+	if second.InstanceID != first.InstanceID || !strings.HasSuffix(second.ID, "._app.2") || second.StartedAt.IsZero() || second.Ports[0] != first.Ports[0] {
 		t.Fatalf("after start: %+v (before %+v)", second, first)
 	}
 }
@@ -468,7 +468,7 @@ func TestCLIAppRestart(t *testing.T) {
 	}
 	after := e.settled("/web", 2)
 	for _, a := range after {
-		if a.Version != version {
+		if ts(a.Version) != version {
 			t.Fatalf("task %s version %s after restart, want %s", a.ID, a.Version, version)
 		}
 		for _, b := range before {
@@ -488,8 +488,8 @@ func TestCLIAppRestart(t *testing.T) {
 		return len(v.Deployments) == 0 && len(v.Tasks) == 1 && v.Tasks[0].State == agent.TaskRunning && v.Tasks[0].ID != pgBefore.ID
 	})
 	pgAfter := e.a.Snapshot().App("/pg").Tasks[0]
-	if pgAfter.InstanceID != pgBefore.InstanceID || pgAfter.Version != pgVersion || pgAfter.Ports[0] != pgBefore.Ports[0] ||
-		pgAfter.LocalVolumes[0].PersistenceID != pgBefore.LocalVolumes[0].PersistenceID {
+	if pgAfter.InstanceID != pgBefore.InstanceID || ts(pgAfter.Version) != pgVersion || pgAfter.Ports[0] != pgBefore.Ports[0] ||
+		pgAfter.Volumes[0].PersistenceID != pgBefore.Volumes[0].PersistenceID {
 		t.Fatalf("resident restart: %+v, before %+v", pgAfter, pgBefore)
 	}
 
@@ -513,7 +513,7 @@ func TestCLIAppUpdate(t *testing.T) {
 	if get(app, "env", "NEW") != "2" || app["cmd"] != "sleep 1000" || num(app["cpus"]) != 0.1 || get(app, "labels", "team") != "a" || app["version"] != v2 {
 		t.Fatalf("after partial PUT: %v", app)
 	}
-	if task.ID == orig.ID || task.Version != v2 {
+	if task.ID == orig.ID || ts(task.Version) != v2 {
 		t.Fatalf("config change did not replace the task: %+v", task)
 	}
 	if e.rt.Spec(task.ID) == nil || !slices.Contains(e.rt.Spec(task.ID).Env, "NEW=2") {
@@ -523,7 +523,7 @@ func TestCLIAppUpdate(t *testing.T) {
 	// A scale keeps the running task and its version.
 	deploymentResult(t, e.do("PUT", "/v2/apps/web", `{"instances":2}`), http.StatusOK, "PUT instances")
 	tasks := e.settled("/web", 2)
-	if !slices.ContainsFunc(tasks, func(x *agent.TaskView) bool { return x.ID == task.ID && x.Version == v2 }) {
+	if !slices.ContainsFunc(tasks, func(x *agent.TaskView) bool { return x.ID == task.ID && ts(x.Version) == v2 }) {
 		t.Fatalf("scale replaced the running task: %+v", tasks)
 	}
 

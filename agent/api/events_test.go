@@ -366,13 +366,13 @@ func TestEventsHealth(t *testing.T) {
 
 	up := s.waitFor("health_status_changed_event", nil)
 	checkFields(t, "health_status_changed_event", up, "appId", "instanceId", "version", "alive")
-	if up["alive"] != true || up["appId"] != "/hc" || up["instanceId"] != task.InstanceID || up["version"] != task.Version {
+	if up["alive"] != true || up["appId"] != "/hc" || up["instanceId"] != task.InstanceID || up["version"] != ts(task.Version) {
 		t.Fatalf("health_status_changed_event (up): %v", up)
 	}
 
 	ih := s.waitFor("instance_health_changed_event", nil)
 	checkFields(t, "instance_health_changed_event", ih, "instanceId", "runSpecId", "runSpecVersion", "healthy")
-	if ih["healthy"] != true || ih["runSpecId"] != "/hc" || ih["instanceId"] != task.InstanceID || ih["runSpecVersion"] != task.Version {
+	if ih["healthy"] != true || ih["runSpecId"] != "/hc" || ih["instanceId"] != task.InstanceID || ih["runSpecVersion"] != ts(task.Version) {
 		t.Fatalf("instance_health_changed_event (healthy): %v", ih)
 	}
 

@@ -25,8 +25,8 @@ func (s *Server) groups(w http.ResponseWriter, r *http.Request, id string) {
 	emb := embeds(r.URL.Query())
 	snap := s.a.Snapshot()
 	root := buildGroups(snap.Apps, func(v *agent.AppView) map[string]any {
-		return v.JSON(agent.Embed{
-			Counts: true, Deployments: true, Tasks: emb["tasks"], LastTaskFailure: emb["lastTaskFailure"], Mesolite: emb["mesolite"],
+		return renderApp(v, embed{
+			counts: true, deployments: true, tasks: emb["tasks"], lastTaskFailure: emb["lastTaskFailure"], mesolite: emb["mesolite"],
 		})
 	})
 	g := root.find(canon)
@@ -109,7 +109,7 @@ func (g *group) json() map[string]any {
 		"id": g.id, "apps": apps, "groups": subs, "pods": []any{}, "dependencies": []string{},
 	}
 	if !g.version.IsZero() {
-		out["version"] = g.version.UTC().Format(timeFormat)
+		out["version"] = marathon.FormatTime(g.version)
 	}
 	return out
 }

@@ -2,7 +2,6 @@ package api_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -22,8 +21,8 @@ import (
 	"github.com/mesolite/mesolite/agent"
 	"github.com/mesolite/mesolite/agent/agenttest"
 	"github.com/mesolite/mesolite/agent/api"
+	"github.com/mesolite/mesolite/agent/marathon"
 	"github.com/mesolite/mesolite/sandbox"
-	"github.com/mesolite/mesolite/store"
 )
 
 // env is an agent over the fake runtime in a temporary work directory,
@@ -68,34 +67,24 @@ func newEnv(t testing.TB, opts ...envOption) *env {
 		acfg.Logger = zerolog.New(zerolog.NewTestWriter(t)).With().Timestamp().Logger()
 		scfg.Logger = acfg.Logger
 	}
-	st, err := store.Open(e.dir)
+	ta, err := agenttest.Start(e.dir, acfg, nil)
 	if err != nil {
-		t.Fatalf("open store: %v", err)
+		t.Fatalf("start agent: %v", err)
 	}
-	a, err := agent.New(acfg, st, func(id string) (agent.Runtime, error) {
-		e.rt = agenttest.New(id)
-		return e.rt, nil
-	})
-	if err != nil {
-		t.Fatalf("new agent: %v", err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	e.a = a
+	e.a, e.rt = ta.Agent, ta.Runtime
 	e.token = scfg.Token
-	e.api = api.New(a, scfg)
+	e.api = api.New(ta.Agent, scfg)
 	e.srv = httptest.NewServer(e.api)
 	t.Cleanup(func() {
 		e.srv.CloseClientConnections()
 		e.srv.Close()
-		cancel()
-		<-done
-		_ = st.Close()
+		_ = ta.Stop() // Run's result: the agent was cancelled
 	})
-	waitUntil(t, "the agent's first sync", func() bool { return a.Snapshot().Recovery.Done })
 	return e
 }
+
+// ts renders a time as Marathon does, to compare a view's time with JSON.
+func ts(t time.Time) string { return marathon.FormatTime(t) }
 
 // waitUntil polls cond every 10 ms and fails the test after a deadline.
 func waitUntil(t testing.TB, what string, cond func() bool) {

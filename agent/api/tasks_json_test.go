@@ -6,7 +6,8 @@ import (
 	"net/http"
 	"testing"
 
-	"github.com/mesolite/mesolite/agent"
+	"github.com/mesolite/mesolite/agent/api"
+	"github.com/mesolite/mesolite/agent/marathon"
 )
 
 // TestPlainTasksJSON: GET /v2/tasks, written from each task's cached JSON,
@@ -38,10 +39,10 @@ func TestPlainTasksJSON(t *testing.T) {
 		if again := get(path); again != body {
 			t.Fatalf("%s changed between two requests", path)
 		}
-		plain := []*agent.MarathonTask{}
+		plain := []*marathon.Task{}
 		for _, tv := range e.a.Snapshot().Tasks {
 			if path != "/v2/tasks?status=staging" {
-				plain = append(plain, tv.Plain())
+				plain = append(plain, api.RenderTask(tv))
 			}
 		}
 		want, _ := json.Marshal(map[string]any{"tasks": plain})

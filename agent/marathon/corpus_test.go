@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/mesolite/mesolite/sandbox/docker"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files of testdata/apps")
@@ -21,7 +23,9 @@ var update = flag.Bool("update", false, "rewrite the golden files of testdata/ap
 const corpusDir = "../../testdata/apps"
 
 // corpusOptions are the agent settings the corpus is checked with.
-var corpusOptions = Options{HostPathRoots: []string{"/srv", "/var/log"}}
+// The docker parameters are checked by the Docker runtime's own checker,
+// as the agent does.
+var corpusOptions = Options{HostPathRoots: []string{"/srv", "/var/log"}, CheckParameter: docker.CheckParameter}
 
 const (
 	normalizedSuffix = ".normalized.json"

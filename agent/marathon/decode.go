@@ -480,12 +480,12 @@ func jsonFields(t reflect.Type) map[string]reflect.Type {
 // Parse decodes, normalizes and validates an app definition in one step.
 // It returns the app and its rendered JSON object.
 func Parse(body []byte, opts Options) (*App, map[string]any, error) {
-	app, doc, err := Decode(body)
+	doc, err := DecodeObject(body)
 	if err != nil {
 		return nil, nil, err
 	}
-	Normalize(app)
-	if err := Validate(app, opts); err != nil {
+	app, err := ParseObject(doc, opts)
+	if err != nil {
 		return nil, nil, err
 	}
 	out, err := Render(app, doc)
@@ -493,4 +493,19 @@ func Parse(body []byte, opts Options) (*App, map[string]any, error) {
 		return nil, nil, err
 	}
 	return app, out, nil
+}
+
+// ParseObject turns a decoded app definition into a normalized, valid App:
+// FromObject, Normalize, Validate. doc is left as it is, for Render once
+// the caller has filled in what it assigns (service ports).
+func ParseObject(doc map[string]any, opts Options) (*App, error) {
+	app, err := FromObject(doc)
+	if err != nil {
+		return nil, err
+	}
+	Normalize(app)
+	if err := Validate(app, opts); err != nil {
+		return nil, err
+	}
+	return app, nil
 }

@@ -8,11 +8,13 @@ import (
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/mesolite/mesolite/sandbox/docker"
 )
 
 // fuzzOptions allow absolute host paths under one root, so the fuzzer
 // reaches the code behind that check too.
-var fuzzOptions = Options{HostPathRoots: []string{"/srv"}}
+var fuzzOptions = Options{HostPathRoots: []string{"/srv"}, CheckParameter: docker.CheckParameter}
 
 // FuzzParse: Parse never panics, fails only with *SyntaxError or
 // *ValidationError, and the object it renders is a fixed point: encoding

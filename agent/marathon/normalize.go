@@ -9,12 +9,37 @@ import (
 
 // Normalize fills the defaults that depend on other fields and folds legacy
 // fields into their current form, as Marathon does before validation. It
-// changes app in place and is idempotent.
+// changes app in place and is idempotent. Each section of the app has its
+// own step; the order matters where a later section reads an earlier one
+// (ports read the network mode, upgradeStrategy the volumes).
 func Normalize(app *App) {
 	if app.ID != "" { // an app without id stays so, for Validate to say so
 		app.ID = CanonicalID(app.ID)
 	}
+	normalizeCollections(app)
 
+	// JSON null in a raw field means "not given".
+	app.UnreachableStrategy = nullToNil(app.UnreachableStrategy)
+	app.IPAddress = nullToNil(app.IPAddress)
+	ip, ipOK := legacyIP(app.IPAddress)
+	if ipOK {
+		app.IPAddress = nil
+	}
+	if app.Container != nil {
+		normalizeContainer(app.Container, ip)
+	}
+	normalizeNetworks(app, ip)
+	normalizePorts(app)
+	normalizeHealthChecks(app.HealthChecks)
+	normalizeResidency(app)
+	if app.KillSelection == "" {
+		app.KillSelection = "YOUNGEST_FIRST"
+	}
+}
+
+// normalizeCollections gives every list and map Marathon always renders
+// its empty value, and canonical ids to dependencies.
+func normalizeCollections(app *App) {
 	if app.Env == nil {
 		app.Env = map[string]EnvVar{}
 	}
@@ -44,54 +69,53 @@ func Normalize(app *App) {
 	if app.Secrets == nil {
 		app.Secrets = map[string]json.RawMessage{}
 	}
+}
 
-	// JSON null in a raw field means "not given".
-	app.UnreachableStrategy = nullToNil(app.UnreachableStrategy)
-	app.IPAddress = nullToNil(app.IPAddress)
-
-	ip, ipOK := legacyIP(app.IPAddress)
-	if ipOK {
-		app.IPAddress = nil
+// normalizeContainer fills container's defaults and folds Marathon < 1.5's
+// docker.portMappings and ipAddress.discovery into portMappings.
+func normalizeContainer(c *Container, ip *ipAddress) {
+	if c.Type == "" {
+		c.Type = "DOCKER"
 	}
-	if c := app.Container; c != nil {
-		if c.Type == "" {
-			c.Type = "DOCKER"
+	if c.Volumes == nil {
+		c.Volumes = []Volume{}
+	}
+	if d := c.Docker; d != nil {
+		if d.Parameters == nil {
+			d.Parameters = []Parameter{}
 		}
-		if c.Volumes == nil {
-			c.Volumes = []Volume{}
+		// Marathon < 1.5: container.docker.portMappings.
+		if len(c.PortMappings) == 0 && len(d.PortMappings) > 0 {
+			c.PortMappings = d.PortMappings
 		}
-		if d := c.Docker; d != nil {
-			if d.Parameters == nil {
-				d.Parameters = []Parameter{}
+		d.PortMappings = nil
+	}
+	// Marathon < 1.5: ipAddress.discovery.ports are the container ports of
+	// an IP-per-task app; they publish no host port.
+	if ip != nil && ip.Discovery != nil && len(c.PortMappings) == 0 {
+		for _, dp := range ip.Discovery.Ports {
+			c.PortMappings = append(c.PortMappings, PortMapping{
+				ContainerPort: dp.Number, Name: dp.Name, Protocol: dp.Protocol, Labels: dp.Labels,
+			})
+		}
+	}
+	for i := range c.Volumes {
+		vol := &c.Volumes[i]
+		vol.External = nullToNil(vol.External)
+		if p := vol.Persistent; p != nil {
+			if p.Type == "" {
+				p.Type = "root"
 			}
-			// Marathon < 1.5: container.docker.portMappings.
-			if len(c.PortMappings) == 0 && len(d.PortMappings) > 0 {
-				c.PortMappings = d.PortMappings
-			}
-			d.PortMappings = nil
-		}
-		// Marathon < 1.5: ipAddress.discovery.ports are the container
-		// ports of an IP-per-task app; they publish no host port.
-		if ip != nil && ip.Discovery != nil && len(c.PortMappings) == 0 {
-			for _, dp := range ip.Discovery.Ports {
-				c.PortMappings = append(c.PortMappings, PortMapping{
-					ContainerPort: dp.Number, Name: dp.Name, Protocol: dp.Protocol, Labels: dp.Labels,
-				})
-			}
-		}
-		for i := range c.Volumes {
-			vol := &c.Volumes[i]
-			vol.External = nullToNil(vol.External)
-			if p := vol.Persistent; p != nil {
-				if p.Type == "" {
-					p.Type = "root"
-				}
-				if p.Constraints == nil {
-					p.Constraints = [][]string{}
-				}
+			if p.Constraints == nil {
+				p.Constraints = [][]string{}
 			}
 		}
 	}
+}
+
+// normalizeNetworks folds the legacy network fields into networks and
+// gives a mode to every network (host when there is none).
+func normalizeNetworks(app *App, ip *ipAddress) {
 	legacyNetworks(app, ip)
 	if len(app.Networks) == 0 {
 		app.Networks = []Network{{Mode: NetworkHost}}
@@ -101,7 +125,12 @@ func Normalize(app *App) {
 			app.Networks[i].Mode = NetworkContainer
 		}
 	}
+}
 
+// normalizePorts gives host networking its port definitions (from the
+// legacy "ports", or Marathon's one default port) and the port mappings of
+// container networks their defaults.
+func normalizePorts(app *App) {
 	mode := app.NetworkMode()
 	if mode == NetworkHost {
 		// Marathon < 1.5: "ports": [0, 0] means two dynamic port
@@ -127,24 +156,28 @@ func Normalize(app *App) {
 		app.RequirePorts = false
 	}
 	app.Ports = nil
-	if app.Container != nil {
-		for i := range app.Container.PortMappings {
-			pm := &app.Container.PortMappings[i]
-			if pm.HostPort == nil && mode == NetworkBridge {
-				zero := 0
-				pm.HostPort = &zero
-			}
-			if pm.Protocol == "" {
-				pm.Protocol = "tcp"
-			}
-			if pm.Labels == nil {
-				pm.Labels = map[string]string{}
-			}
+	if app.Container == nil {
+		return
+	}
+	for i := range app.Container.PortMappings {
+		pm := &app.Container.PortMappings[i]
+		if pm.HostPort == nil && mode == NetworkBridge {
+			zero := 0
+			pm.HostPort = &zero
+		}
+		if pm.Protocol == "" {
+			pm.Protocol = "tcp"
+		}
+		if pm.Labels == nil {
+			pm.Labels = map[string]string{}
 		}
 	}
+}
 
-	for i := range app.HealthChecks {
-		hc := &app.HealthChecks[i]
+// normalizeHealthChecks fills each check's defaults for its protocol.
+func normalizeHealthChecks(checks []HealthCheck) {
+	for i := range checks {
+		hc := &checks[i]
 		hc.Protocol = strings.ToUpper(hc.Protocol)
 		switch hc.Protocol {
 		case ProtoHTTP, ProtoHTTPS, ProtoMesosHTTP, ProtoMesosHTTPS:
@@ -172,10 +205,14 @@ func Normalize(app *App) {
 			hc.IPProtocol = "IPv4"
 		}
 	}
+}
 
-	// Marathon's default upgradeStrategy is 1 / 1, and 0.5 / 0 for an app
-	// with persistent volumes (it never runs more instances than it has
-	// reservations). A field the user left out gets the same default.
+// normalizeResidency fills upgradeStrategy, residency and
+// unreachableStrategy, whose defaults depend on persistent volumes.
+// Marathon's default upgradeStrategy is 1 / 1, and 0.5 / 0 for an app
+// with persistent volumes (it never runs more instances than it has
+// reservations). A field the user left out gets the same default.
+func normalizeResidency(app *App) {
 	resident := app.HasPersistentVolumes()
 	us := &app.UpgradeStrategy
 	if math.IsNaN(us.MinimumHealthCapacity) {
@@ -199,9 +236,6 @@ func Normalize(app *App) {
 		}
 	} else if len(app.UnreachableStrategy) == 0 {
 		app.UnreachableStrategy = json.RawMessage(`{"inactiveAfterSeconds":300,"expungeAfterSeconds":600}`)
-	}
-	if app.KillSelection == "" {
-		app.KillSelection = "YOUNGEST_FIRST"
 	}
 }
 

@@ -2,6 +2,7 @@ package marathon
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"path"
@@ -19,7 +20,16 @@ type Options struct {
 	HostPathRoots []string
 	// AllowPrivileged lets container.docker.privileged be true.
 	AllowPrivileged bool
+	// CheckParameter checks one container.docker.parameters entry for the
+	// container runtime, which alone knows its options; the agent sets it
+	// to its runtime's checker. A refusal is reported at the entry's
+	// value, or at its key when the error has a method UnknownKey() bool
+	// that reports true. Nil accepts every entry.
+	CheckParameter func(key, value string) error
 }
+
+// unknownKey is how a CheckParameter error says the key is what is wrong.
+type unknownKey interface{ UnknownKey() bool }
 
 var (
 	idSegment   = regexp.MustCompile(`^(([a-z0-9]|[a-z0-9][a-z0-9\-]*[a-z0-9])\.)*([a-z0-9]|[a-z0-9][a-z0-9\-]*[a-z0-9])$`)
@@ -42,15 +52,6 @@ const (
 	maxPortValue      = 65535
 	maxPersistentSize = 16 << 20 // MiB: 16 TiB
 )
-
-// docker run options accepted in container.docker.parameters. Anything that
-// would widen the container's privileges is left out on purpose.
-var supportedParameters = map[string]bool{
-	"label": true, "env": true, "user": true, "hostname": true, "workdir": true,
-	"init": true, "shm-size": true, "memory-swap": true, "ulimit": true,
-	"add-host": true, "log-driver": false, "entrypoint": true, "stop-signal": true,
-	"stop-timeout": true, "tmpfs": true, "read-only": true, "sysctl": false,
-}
 
 type validator struct {
 	details map[string][]string
@@ -319,12 +320,7 @@ func (v *validator) container(app *App, opts Options) {
 		if d.Privileged && !opts.AllowPrivileged {
 			v.add("/container/docker/privileged", "privileged containers are disabled: set allow_privileged = true in agent.toml to allow them")
 		}
-		for i, prm := range d.Parameters {
-			pp := fmt.Sprintf("/container/docker/parameters(%d)", i)
-			if !supportedParameters[prm.Key] {
-				v.add(pp+"/key", "docker parameter %q is not supported by mesolite; supported: %s", truncate(prm.Key, 40), strings.Join(supportedParameterList(), ", "))
-			}
-		}
+		v.parameters(d.Parameters, opts)
 	}
 	if len(c.Volumes) > maxVolumes {
 		v.add("/container/volumes", "at most %d volumes", maxVolumes)
@@ -352,6 +348,25 @@ func (v *validator) container(app *App, opts Options) {
 		default:
 			v.hostVolume(vp, vol, opts)
 		}
+	}
+}
+
+// parameters asks the runtime's checker about each docker parameter.
+func (v *validator) parameters(params []Parameter, opts Options) {
+	if opts.CheckParameter == nil {
+		return
+	}
+	for i, prm := range params {
+		err := opts.CheckParameter(prm.Key, prm.Value)
+		if err == nil {
+			continue
+		}
+		p := fmt.Sprintf("/container/docker/parameters(%d)/value", i)
+		var uk unknownKey
+		if errors.As(err, &uk) && uk.UnknownKey() {
+			p = fmt.Sprintf("/container/docker/parameters(%d)/key", i)
+		}
+		v.add(p, "%s", err.Error())
 	}
 }
 
@@ -709,17 +724,6 @@ func dockerNetworkName(n string) bool {
 		}
 	}
 	return true
-}
-
-func supportedParameterList() []string {
-	var out []string
-	for k, ok := range supportedParameters {
-		if ok {
-			out = append(out, k)
-		}
-	}
-	sort.Strings(out)
-	return out
 }
 
 // truncate shortens s to at most n bytes for a message, without cutting a

@@ -3,6 +3,8 @@ package marathon
 import (
 	"strings"
 	"testing"
+
+	dockerrt "github.com/mesolite/mesolite/sandbox/docker"
 )
 
 // TestValidate has one row per rule: an overlay on baseApp (host
@@ -211,6 +213,9 @@ func TestValidate(t *testing.T) {
 		{name: "ipAddress not an object", overlay: `{"ipAddress":"10.0.0.1"}`, path: "/ipAddress", msg: "must be an object"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			if tc.opts.CheckParameter == nil {
+				tc.opts.CheckParameter = dockerrt.CheckParameter // as the agent sets it
+			}
 			_, _, err := Parse(with(t, tc.overlay), tc.opts)
 			if tc.path == "" {
 				if err != nil {

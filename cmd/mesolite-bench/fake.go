@@ -23,6 +23,7 @@ import (
 	"github.com/mesolite/mesolite/agent/agenttest"
 	"github.com/mesolite/mesolite/agent/api"
 	"github.com/mesolite/mesolite/sandbox"
+	"github.com/mesolite/mesolite/sandbox/docker"
 	"github.com/mesolite/mesolite/store"
 )
 
@@ -30,45 +31,23 @@ import (
 // served on a loopback port. pprof and a memory report are mounted under
 // /debug/ (only here, never in the production binary).
 type fakeAgent struct {
-	a      *agent.Agent
-	st     *store.Store
-	rt     *agenttest.Runtime
-	srv    *http.Server
-	url    string
-	cancel context.CancelFunc
-	done   chan error
+	*agenttest.Agent
+	a   *agent.Agent
+	srv *http.Server
+	url string
 }
 
 func startFakeAgent(ctx context.Context, dir, listen string) (*fakeAgent, error) {
-	st, err := store.Open(dir)
-	if err != nil {
-		return nil, err
-	}
-	f := &fakeAgent{st: st}
-	a, err := agent.New(agent.Config{
+	ta, err := agenttest.Start(dir, agent.Config{
 		Cpus: 1000, MemMiB: 1e6, DiskMiB: 1e7, PortMin: 20000, PortMax: 40000,
 		Version: "bench", Logger: zerolog.Nop(),
-	}, st, func(id string) (agent.Runtime, error) {
-		f.rt = agenttest.New(id)
-		return f.rt, nil
-	})
+	}, nil)
 	if err != nil {
-		_ = st.Close()
-		return nil, err
+		return nil, fmt.Errorf("fake agent: %w", err)
 	}
-	f.a = a
-	rctx, cancel := context.WithCancel(ctx)
-	f.cancel, f.done = cancel, make(chan error, 1)
-	go func() { f.done <- a.Run(rctx) }()
-	deadline := time.Now().Add(30 * time.Second)
-	for !a.Snapshot().Recovery.Done {
-		if time.Now().After(deadline) {
-			f.close()
-			return nil, errors.New("fake agent: first sync did not finish")
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-	mux := debugMux(api.New(a, api.Config{Version: "bench", Logger: zerolog.Nop(), KeepAlive: time.Hour}))
+	f := &fakeAgent{Agent: ta, a: ta.Agent}
+	context.AfterFunc(ctx, ta.Cancel) // the agent ends with ctx, as before close
+	mux := debugMux(api.New(ta.Agent, api.Config{Version: "bench", Logger: zerolog.Nop(), KeepAlive: time.Hour}))
 	ln, err := net.Listen("tcp", listen)
 	if err != nil {
 		f.close()
@@ -99,9 +78,7 @@ func (f *fakeAgent) close() {
 		cancel()
 		_ = f.srv.Close()
 	}
-	f.cancel()
-	<-f.done
-	_ = f.st.Close()
+	_ = f.Stop() // Run's result: the agent was cancelled
 }
 
 // memStats is what /debug/bench/memstats reports, after a forced GC.
@@ -231,8 +208,8 @@ func dockerAgentMain(args []string) int {
 	defer st.Close()
 	log := zerolog.New(os.Stderr).Level(zerolog.InfoLevel).With().Timestamp().Logger()
 	a, err := agent.New(agent.Config{Cpus: 64, MemMiB: 65536, DiskMiB: 1e6, Version: "bench", Logger: log}, st,
-		func(id string) (agent.Runtime, error) {
-			return sandbox.NewDocker(sandbox.DockerConfig{AgentID: id, Logger: log})
+		func(l sandbox.Layout) (agent.Runtime, error) {
+			return docker.New(docker.Config{Layout: l, Logger: log})
 		})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

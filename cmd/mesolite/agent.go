@@ -23,6 +23,7 @@ import (
 	"github.com/mesolite/mesolite/agent"
 	"github.com/mesolite/mesolite/agent/api"
 	"github.com/mesolite/mesolite/sandbox"
+	"github.com/mesolite/mesolite/sandbox/docker"
 	"github.com/mesolite/mesolite/store"
 )
 
@@ -132,6 +133,14 @@ func failpointKiller(spec string, log zerolog.Logger) (func(string), error) {
 	}, nil
 }
 
+// containerRuntime is what the agent command needs of its container runtime: the
+// agent's interface, its version for the start-up line, and Close.
+type containerRuntime interface {
+	agent.Runtime
+	Version(ctx context.Context) (version, apiVersion string, err error)
+	Close() error
+}
+
 func serveAgent(cfg fileConfig, log zerolog.Logger) error {
 	if !isLoopback(cfg.Listen) && cfg.Security.Token == "" {
 		if !cfg.Security.Insecure {
@@ -177,16 +186,23 @@ func serveAgent(cfg fileConfig, log zerolog.Logger) error {
 		}
 		acfg.Failpoint = f
 	}
-	var docker *sandbox.Docker
-	a, err := agent.New(acfg, st, func(agentID string) (agent.Runtime, error) {
-		d, err := sandbox.NewDocker(sandbox.DockerConfig{Host: cfg.DockerHost, AgentID: agentID, Logger: log, Failpoint: acfg.Failpoint})
-		docker = d
-		return d, err
+	var rt containerRuntime
+	a, err := agent.New(acfg, st, func(l sandbox.Layout) (agent.Runtime, error) {
+		d, err := docker.New(docker.Config{Host: cfg.DockerHost, Layout: l, Logger: log, Failpoint: acfg.Failpoint})
+		if err != nil {
+			return nil, err
+		}
+		rt = d
+		return d, nil
 	})
 	if err != nil {
 		return err
 	}
-	defer docker.Close()
+	defer func() {
+		if err := rt.Close(); err != nil {
+			log.Warn().Err(err).Msg("close the runtime's connections")
+		}
+	}()
 
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -196,7 +212,7 @@ func serveAgent(cfg fileConfig, log zerolog.Logger) error {
 	defer stop()
 
 	vctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	dv, apiv, verr := docker.Version(vctx)
+	dv, apiv, verr := rt.Version(vctx)
 	cancel()
 	ev := log.Info().Str("listen", "http://"+cfg.Listen).Str("work_dir", st.WorkDir()).Str("agent_id", a.AgentID()).
 		Float64("cpus", cpus).Float64("mem_mib", mem).Float64("disk_mib", disk).Str("ports", cfg.Resources.Ports)

@@ -22,7 +22,6 @@ import (
 	"github.com/mesolite/mesolite/agent"
 	"github.com/mesolite/mesolite/agent/agenttest"
 	"github.com/mesolite/mesolite/agent/api"
-	"github.com/mesolite/mesolite/store"
 )
 
 // cliAgent is a real agent over the fake runtime, served by httptest.
@@ -38,31 +37,18 @@ type cliAgent struct {
 
 func startCLIAgent(t *testing.T, cfg api.Config) *cliAgent {
 	t.Helper()
-	st, err := store.Open(t.TempDir())
-	if err != nil {
-		t.Fatalf("open store: %v", err)
-	}
 	ta := &cliAgent{t: t}
-	a, err := agent.New(agent.Config{
+	a, err := agenttest.Start(t.TempDir(), agent.Config{
 		Cpus: 4, MemMiB: 4096, DiskMiB: 10000, PortMin: 41000, PortMax: 41100,
 		KillGracePeriod: time.Second, ReconcileInterval: 200 * time.Millisecond,
 		BackoffResetAfter: time.Hour, Logger: zerolog.Nop(),
-	}, st, func(id string) (agent.Runtime, error) {
-		ta.rt = agenttest.New(id)
-		return ta.rt, nil
-	})
+	}, nil)
 	if err != nil {
-		t.Fatalf("new agent: %v", err)
+		t.Fatalf("start agent: %v", err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-		_ = st.Close()
-	})
-	h := api.New(a, cfg)
+	ta.rt = a.Runtime
+	t.Cleanup(func() { _ = a.Stop() }) // Run's result: the agent was cancelled
+	h := api.New(a.Agent, cfg)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ta.mu.Lock()
 		ta.auth = append(ta.auth, r.Header.Get("Authorization"))
@@ -70,8 +56,7 @@ func startCLIAgent(t *testing.T, cfg api.Config) *cliAgent {
 		h.ServeHTTP(w, r)
 	}))
 	t.Cleanup(srv.Close)
-	ta.url, ta.a = srv.URL, a
-	cliWaitUntil(t, "the agent's first sync", func() bool { return a.Snapshot().Recovery.Done })
+	ta.url, ta.a = srv.URL, a.Agent
 	return ta
 }
 

@@ -23,6 +23,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/mesolite/mesolite/sandbox"
+	"github.com/mesolite/mesolite/sandbox/docker"
 )
 
 // End-to-end tests run the real binary against the real Docker daemon.
@@ -325,7 +326,7 @@ func (p *agentProc) waitDeployments(d time.Duration) {
 // containers lists the Docker containers labelled for an agent.
 func agentContainers(t *testing.T, agentID string) []sandbox.Container {
 	t.Helper()
-	d, err := sandbox.NewDocker(sandbox.DockerConfig{AgentID: agentID, Logger: zerolog.Nop()})
+	d, err := docker.New(docker.Config{Layout: sandbox.Layout{AgentID: agentID}, Logger: zerolog.Nop()})
 	if err != nil {
 		t.Fatal(err)
 	}

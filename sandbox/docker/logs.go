@@ -1,4 +1,4 @@
-package sandbox
+package docker
 
 import (
 	"bytes"
@@ -14,12 +14,11 @@ import (
 	"time"
 
 	"github.com/docker/docker/api/types/container"
+
+	"github.com/mesolite/mesolite/sandbox"
 )
 
-// Files in a sandbox.
 const (
-	StdoutFile = "stdout"
-	StderrFile = "stderr"
 	// logPosFile holds the Docker timestamp of the last log line copied, so
 	// a copy resumed after an agent restart neither repeats nor skips lines
 	// (lines copied less than a second before a crash may repeat once).
@@ -75,16 +74,16 @@ func demux(r io.Reader, stdout, stderr io.Writer, frame func(stream byte, payloa
 // ends. It resumes after the last line a previous copy wrote, so it can be
 // called again after an agent restart or for a container that has already
 // stopped.
-func (d *Docker) CopyLogs(ctx context.Context, id, sandboxDir string) error {
+func (d *Runtime) CopyLogs(ctx context.Context, id, sandboxDir string) error {
 	if err := d.ready(ctx); err != nil {
 		return err
 	}
-	stdout, err := os.OpenFile(filepath.Join(sandboxDir, StdoutFile), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	stdout, err := os.OpenFile(filepath.Join(sandboxDir, sandbox.StdoutFile), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
 	if err != nil {
 		return fmt.Errorf("open stdout of %s: %w", id, err)
 	}
 	defer stdout.Close()
-	stderr, err := os.OpenFile(filepath.Join(sandboxDir, StderrFile), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	stderr, err := os.OpenFile(filepath.Join(sandboxDir, sandbox.StderrFile), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
 	if err != nil {
 		return fmt.Errorf("open stderr of %s: %w", id, err)
 	}

@@ -1,4 +1,4 @@
-package sandbox
+package docker
 
 // Tests against the real Docker daemon with the image built from
 // testdata/testapp (make test-image). Every container carries a random
@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/mesolite/mesolite/sandbox"
 	"io"
 	"net"
 	"net/http"
@@ -74,8 +75,8 @@ func randomHex(n int) string {
 
 // dockerEnv is one agent's view of the daemon and its work directory.
 type dockerEnv struct {
-	d      *Docker
-	layout Layout
+	d      *Runtime
+	layout sandbox.Layout
 }
 
 // newDockerEnv makes a work directory and a Docker runtime with a random
@@ -86,7 +87,8 @@ func newDockerEnv(t *testing.T) *dockerEnv {
 	requireDocker(t)
 	workDir := t.TempDir() // first: cleanups run last-in first-out
 	agentID := "mesolite-test-" + randomHex(6)
-	d, err := NewDocker(DockerConfig{AgentID: agentID, Logger: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)})
+	layout := sandbox.Layout{WorkDir: workDir, AgentID: agentID, FrameworkID: "fw-0000", Role: "mesolite"}
+	d, err := New(Config{Layout: layout, Logger: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,13 +107,13 @@ func newDockerEnv(t *testing.T) *dockerEnv {
 			}
 		}
 	})
-	return &dockerEnv{d: d, layout: Layout{WorkDir: workDir, AgentID: agentID, FrameworkID: "fw-0000", Role: "mesolite"}}
+	return &dockerEnv{d: d, layout: layout}
 }
 
 // task is a task of the test app with its sandbox and one persistent
 // volume mounted at <sandbox>/data, where the app's /kv writes.
 type task struct {
-	spec    *TaskSpec
+	spec    *sandbox.TaskSpec
 	volume  string // host directory of the volume
 	sandbox string // host directory of the sandbox
 }
@@ -120,34 +122,36 @@ func (e *dockerEnv) newTask(t *testing.T, env ...string) *task {
 	t.Helper()
 	id := randomHex(6)
 	instance := "testapp.instance-" + id
-	spec := &TaskSpec{
+	spec := &sandbox.TaskSpec{
 		ContainerID: "c-" + id,
 		TaskID:      instance + "._app.1",
 		AppID:       "/testapp",
 		InstanceID:  instance,
 		Image:       testImage,
 		// The host user, so the test can clean up what the app writes.
-		User:        fmt.Sprintf("%d:%d", os.Getuid(), os.Getgid()),
-		Env:         append([]string{"MESOS_SANDBOX=" + MountPoint, "MESOS_TASK_ID=" + instance + "._app.1"}, env...),
+		Parameters:  []sandbox.Parameter{{Key: "user", Value: fmt.Sprintf("%d:%d", os.Getuid(), os.Getgid())}},
+		Env:         append([]string{"MESOS_SANDBOX=" + sandbox.MountPoint, "MESOS_TASK_ID=" + instance + "._app.1"}, env...),
 		NetworkMode: "bridge",
 		CPUShares:   256,
 		MemoryBytes: 64 << 20,
 		StopTimeout: 10,
 	}
-	vol, err := e.layout.CreateVolume("testapp#data#"+id, 1)
-	if err != nil {
+	// The runtime's own host half makes the volume and the sandbox.
+	ctx := testCtx(t)
+	pid := "testapp#data#" + id
+	if err := e.d.CreateVolume(ctx, sandbox.Volume{PersistenceID: pid, SizeMiB: 1}); err != nil {
 		t.Fatal(err)
 	}
-	sb, err := e.layout.CreateSandbox(spec.TaskID, spec.ContainerID, []string{"data"})
+	sb, err := e.layout.SandboxDir(spec.TaskID, spec.ContainerID)
 	if err != nil {
 		t.Fatal(err)
 	}
 	spec.SandboxDir = sb
-	m := Mount{Source: vol, Target: MountPoint + "/data", Within: vol}
-	if err := m.Resolve(); err != nil {
+	spec.Mounts = []sandbox.Mount{sandbox.VolumeMount{PersistenceID: pid, Target: sandbox.MountPoint + "/data"}}
+	if err := e.d.PrepareSandbox(ctx, spec); err != nil {
 		t.Fatal(err)
 	}
-	spec.Mounts = []Mount{m}
+	vol := spec.Binds[0].Source // resolved
 	return &task{spec: spec, volume: vol, sandbox: sb}
 }
 
@@ -218,7 +222,7 @@ func waitHTTP(t *testing.T, method, url, body string, want int) string {
 	return got
 }
 
-func (e *dockerEnv) run(t *testing.T, tk *task) Container {
+func (e *dockerEnv) run(t *testing.T, tk *task) sandbox.Container {
 	t.Helper()
 	c, err := e.d.Run(testCtx(t), tk.spec, nil)
 	if err != nil {
@@ -234,7 +238,7 @@ func TestDockerLifecycle(t *testing.T) {
 	ctx := testCtx(t)
 	tk := e.newTask(t, "FOO=bar", "FOO=baz")
 	port := freePort(t)
-	tk.spec.Ports = []PortBinding{{ContainerPort: 8080, HostPort: port, Protocol: "tcp", HostIP: "127.0.0.1"}}
+	tk.spec.Ports = []sandbox.PortBinding{{ContainerPort: 8080, HostPort: port, Protocol: "tcp", HostIP: "127.0.0.1"}}
 	if err := os.WriteFile(filepath.Join(tk.sandbox, "marker"), []byte("x"), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -245,8 +249,8 @@ func TestDockerLifecycle(t *testing.T) {
 			t.Errorf("container = %+v", c)
 		}
 		for k, v := range map[string]string{
-			LabelAgentID: e.layout.AgentID, LabelAppID: "/testapp", LabelInstanceID: tk.spec.InstanceID,
-			LabelTaskID: tk.spec.TaskID, LabelMesosTask: tk.spec.TaskID,
+			sandbox.LabelAgentID: e.layout.AgentID, sandbox.LabelAppID: "/testapp", sandbox.LabelInstanceID: tk.spec.InstanceID,
+			sandbox.LabelTaskID: tk.spec.TaskID, sandbox.LabelMesosTask: tk.spec.TaskID,
 		} {
 			if c.Labels[k] != v {
 				t.Errorf("label %s = %q, want %q", k, c.Labels[k], v)
@@ -275,13 +279,13 @@ func TestDockerLifecycle(t *testing.T) {
 		if err := json.Unmarshal([]byte(body), &env); err != nil {
 			t.Fatalf("env: %v: %q", err, body)
 		}
-		if env["FOO"] != "baz" || env["MESOS_TASK_ID"] != tk.spec.TaskID || env["MESOS_SANDBOX"] != MountPoint {
+		if env["FOO"] != "baz" || env["MESOS_TASK_ID"] != tk.spec.TaskID || env["MESOS_SANDBOX"] != sandbox.MountPoint {
 			t.Errorf("env FOO=%q MESOS_TASK_ID=%q MESOS_SANDBOX=%q", env["FOO"], env["MESOS_TASK_ID"], env["MESOS_SANDBOX"])
 		}
 	})
 
 	t.Run("sandbox mounted", func(t *testing.T) {
-		for path, want := range map[string]int{MountPoint + "/marker": 0, MountPoint + "/nothing": 1, MountPoint + "/data/x": 0} {
+		for path, want := range map[string]int{sandbox.MountPoint + "/marker": 0, sandbox.MountPoint + "/nothing": 1, sandbox.MountPoint + "/data/x": 0} {
 			code, out, err := e.d.Exec(ctx, c.ID, []string{"sh", "-c", "test -e " + path})
 			if err != nil || code != want {
 				t.Errorf("test -e %s = %d %q %v, want %d", path, code, out, err, want)
@@ -298,7 +302,7 @@ func TestDockerLifecycle(t *testing.T) {
 			}
 			got[m.Destination] = m.Source
 		}
-		if got[MountPoint] != tk.sandbox || got[MountPoint+"/data"] != tk.volume || len(got) != 2 {
+		if got[sandbox.MountPoint] != tk.sandbox || got[sandbox.MountPoint+"/data"] != tk.volume || len(got) != 2 {
 			t.Errorf("mounts = %v, want the sandbox and the volume", got)
 		}
 	})
@@ -349,8 +353,8 @@ func TestDockerLifecycle(t *testing.T) {
 		other := *tk.spec
 		other.TaskID = "testapp.instance-other._app.1"
 		_, err := e.d.Run(ctx, &other, nil)
-		if !errors.Is(err, ErrConflict) {
-			t.Fatalf("run: %v, want ErrConflict", err)
+		if !errors.Is(err, sandbox.ErrConflict) {
+			t.Fatalf("run: %v, want sandbox.ErrConflict", err)
 		}
 		if got, err := e.d.Inspect(ctx, c.ID); err != nil || !got.Running || got.TaskID() != tk.spec.TaskID {
 			t.Errorf("the container after the conflict: %+v, %v", got, err)
@@ -386,7 +390,7 @@ func TestDockerLifecycle(t *testing.T) {
 		if err := e.d.Stop(ctx, c.ID, time.Second); err != nil {
 			t.Errorf("stop a stopped container: %v", err)
 		}
-		if code, _, err := e.d.Exec(ctx, c.ID, []string{"sh", "-c", "true"}); err == nil || errors.Is(err, ErrConflict) || code != -1 {
+		if code, _, err := e.d.Exec(ctx, c.ID, []string{"sh", "-c", "true"}); err == nil || errors.Is(err, sandbox.ErrConflict) || code != -1 {
 			t.Errorf("exec in a stopped container = %d, %v; want a not-running error", code, err)
 		}
 		// Run does not restart a container that ran: the agent decides.
@@ -400,8 +404,8 @@ func TestDockerLifecycle(t *testing.T) {
 		if err := e.d.Remove(ctx, c.ID); err != nil {
 			t.Fatalf("remove: %v", err)
 		}
-		if _, err := e.d.Inspect(ctx, c.ID); !errors.Is(err, ErrNotFound) {
-			t.Errorf("inspect after remove: %v, want ErrNotFound", err)
+		if _, err := e.d.Inspect(ctx, c.ID); !errors.Is(err, sandbox.ErrNotFound) {
+			t.Errorf("inspect after remove: %v, want sandbox.ErrNotFound", err)
 		}
 		if err := e.d.Remove(ctx, c.ID); err != nil {
 			t.Errorf("remove again: %v", err)
@@ -423,7 +427,7 @@ func TestDockerListOnlyThisAgent(t *testing.T) {
 	ctx := testCtx(t)
 	for _, tc := range []struct {
 		env  *dockerEnv
-		want Container
+		want sandbox.Container
 		task *task
 	}{{a, ca, ta}, {b, cb, tb}} {
 		list, err := tc.env.d.List(ctx)
@@ -441,9 +445,9 @@ func TestDockerEventsDie(t *testing.T) {
 	t.Parallel()
 	e := newDockerEnv(t)
 	ctx, cancel := context.WithCancel(testCtx(t))
-	evs := make(chan Event, 64)
+	evs := make(chan sandbox.Event, 64)
 	done := make(chan error, 1)
-	go func() { done <- e.d.Events(ctx, func(ev Event) { evs <- ev }) }()
+	go func() { done <- e.d.Events(ctx, func(ev sandbox.Event) { evs <- ev }) }()
 
 	tk := e.newTask(t)
 	c := e.run(t, tk)
@@ -490,8 +494,8 @@ func TestDockerCopyLogs(t *testing.T) {
 	ctx := testCtx(t)
 	tk := e.newTask(t)
 	c := e.run(t, tk)
-	stdoutPath := filepath.Join(tk.sandbox, StdoutFile)
-	stderrPath := filepath.Join(tk.sandbox, StderrFile)
+	stdoutPath := filepath.Join(tk.sandbox, sandbox.StdoutFile)
+	stderrPath := filepath.Join(tk.sandbox, sandbox.StderrFile)
 	count := func(path, s string) int {
 		b, _ := os.ReadFile(path)
 		return strings.Count(string(b), s)
@@ -577,9 +581,9 @@ func TestDockerImageMissing(t *testing.T) {
 	_, err := e.d.Run(testCtx(t), tk.spec, nil)
 	took := time.Since(start)
 	t.Logf("run: %v (after %v)", err, took)
-	var ie *ImageError
-	if !errors.As(err, &ie) || !errors.Is(err, ErrImageUnavailable) {
-		t.Fatalf("run: %v, want *ImageError", err)
+	var ie *sandbox.ImageError
+	if !errors.As(err, &ie) || !errors.Is(err, sandbox.ErrImageUnavailable) {
+		t.Fatalf("run: %v, want *sandbox.ImageError", err)
 	}
 	if ie.Image != tk.spec.Image || !strings.Contains(err.Error(), `"mesolite/does-not-exist:1"`) {
 		t.Errorf("error %q does not name the image", err)
@@ -587,7 +591,7 @@ func TestDockerImageMissing(t *testing.T) {
 	if took > 30*time.Second {
 		t.Errorf("took %v to give up on an image no registry has", took)
 	}
-	if _, err := e.d.Inspect(testCtx(t), tk.spec.Name()); !errors.Is(err, ErrNotFound) {
+	if _, err := e.d.Inspect(testCtx(t), tk.spec.Name()); !errors.Is(err, sandbox.ErrNotFound) {
 		t.Errorf("a container exists without its image: %v", err)
 	}
 }
@@ -613,10 +617,10 @@ func TestDockerVanishedMount(t *testing.T) {
 	if _, serr := os.Stat(tk.volume); !errors.Is(serr, os.ErrNotExist) {
 		t.Errorf("the volume directory was recreated: %v", serr)
 	}
-	if _, err := e.d.Inspect(ctx, tk.spec.Name()); !errors.Is(err, ErrNotFound) {
+	if _, err := e.d.Inspect(ctx, tk.spec.Name()); !errors.Is(err, sandbox.ErrNotFound) {
 		t.Errorf("a container was left behind: %v", err)
 	}
-	list, err := e.d.api.ContainerList(ctx, container.ListOptions{All: true, Filters: filters.NewArgs(filters.Arg("label", LabelAgentID+"="+e.layout.AgentID))})
+	list, err := e.d.api.ContainerList(ctx, container.ListOptions{All: true, Filters: filters.NewArgs(filters.Arg("label", sandbox.LabelAgentID+"="+e.layout.AgentID))})
 	if err != nil || len(list) != 0 {
 		t.Errorf("containers of the agent: %d, %v; want none", len(list), err)
 	}

@@ -1,4 +1,10 @@
-package sandbox
+// Package docker is mesolite's Docker runtime: it runs a sandbox.TaskSpec
+// as a Docker container (translating the spec and its
+// container.docker.parameters into Docker's create request), and stops,
+// inspects, lists, watches and copies the logs of the containers of one
+// agent. It talks to Docker through dockerAPI, the part of the client it
+// uses, and does the host half (sandboxes, volumes) through sandbox.Host.
+package docker
 
 import (
 	"bufio"
@@ -24,33 +30,9 @@ import (
 	"github.com/docker/docker/client"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/rs/zerolog"
+
+	"github.com/mesolite/mesolite/sandbox"
 )
-
-// Error classes of the Docker runtime.
-var (
-	// ErrNotFound: no such container.
-	ErrNotFound = errors.New("container not found")
-	// ErrImageUnavailable: the image is not present and could not be pulled.
-	ErrImageUnavailable = errors.New("image unavailable")
-	// ErrUnavailable: the Docker daemon does not answer.
-	ErrUnavailable = errors.New("docker daemon unavailable")
-	// ErrConflict: a container with the task's name belongs to someone else.
-	ErrConflict = errors.New("container name conflict")
-)
-
-// ImageError says which image could not be had, and why.
-type ImageError struct {
-	Image string
-	Err   error
-}
-
-func (e *ImageError) Error() string {
-	return fmt.Sprintf("image %q is not present locally and could not be pulled: %v", e.Image, e.Err)
-}
-
-func (e *ImageError) Is(target error) bool { return target == ErrImageUnavailable }
-
-func (e *ImageError) Unwrap() error { return e.Err }
 
 // dockerAPI is the part of the Docker client the runtime uses, so tests can
 // inject errors without a daemon.
@@ -81,22 +63,25 @@ const (
 	pullTimeout = 30 * time.Minute
 )
 
-// DockerConfig configures the Docker runtime.
-type DockerConfig struct {
+// Config configures the Docker runtime.
+type Config struct {
 	// Host is the daemon address, e.g. unix:///var/run/docker.sock. Empty
 	// means $DOCKER_HOST or the default socket.
-	Host    string
-	AgentID string
-	Logger  zerolog.Logger
+	Host string
+	// Layout is where the agent's sandboxes and volumes live; its AgentID
+	// labels and finds the agent's containers.
+	Layout sandbox.Layout
+	Logger zerolog.Logger
 	// Failpoint, when set, is called with "docker.create" between creating
 	// a container and starting it, the one crash window inside Run. The
 	// fault-injection tests kill the agent there.
 	Failpoint func(point string)
 }
 
-// Docker runs tasks as Docker containers. It negotiates the API version
+// Runtime runs tasks as Docker containers. It negotiates the API version
 // with the daemon, so an older Engine works with this client.
-type Docker struct {
+type Runtime struct {
+	sandbox.Host
 	api     dockerAPI
 	agentID string
 	log     zerolog.Logger
@@ -108,8 +93,8 @@ type Docker struct {
 	negotiated  atomic.Bool
 }
 
-// NewDocker connects (lazily) to the Docker daemon.
-func NewDocker(cfg DockerConfig) (*Docker, error) {
+// New connects (lazily) to the Docker daemon.
+func New(cfg Config) (*Runtime, error) {
 	opts := []client.Opt{client.FromEnv, client.WithAPIVersionNegotiation()}
 	if cfg.Host != "" {
 		opts = append(opts, client.WithHost(cfg.Host))
@@ -118,7 +103,7 @@ func NewDocker(cfg DockerConfig) (*Docker, error) {
 	if err != nil {
 		return nil, fmt.Errorf("docker client: %w", err)
 	}
-	return &Docker{api: c, agentID: cfg.AgentID, log: cfg.Logger, fail: cfg.Failpoint}, nil
+	return &Runtime{Host: sandbox.Host{Layout: cfg.Layout}, api: c, agentID: cfg.Layout.AgentID, log: cfg.Logger, fail: cfg.Failpoint}, nil
 }
 
 // ready makes the client settle its API version before a call that uses
@@ -126,7 +111,7 @@ func NewDocker(cfg DockerConfig) (*Docker, error) {
 // of its calls (Events, ContainerList) read the version without its lock:
 // the first calls of an agent, made concurrently, would race. Once one
 // call has talked to the daemon, the version no longer changes.
-func (d *Docker) ready(ctx context.Context) error {
+func (d *Runtime) ready(ctx context.Context) error {
 	if d.negotiated.Load() {
 		return nil
 	}
@@ -144,11 +129,15 @@ func (d *Docker) ready(ctx context.Context) error {
 	return nil
 }
 
+// CheckParameter checks one container.docker.parameters entry (see the
+// package function).
+func (d *Runtime) CheckParameter(key, value string) error { return CheckParameter(key, value) }
+
 // Close releases the client's connections.
-func (d *Docker) Close() error { return d.api.Close() }
+func (d *Runtime) Close() error { return d.api.Close() }
 
 // Version returns the daemon's version and API version.
-func (d *Docker) Version(ctx context.Context) (string, string, error) {
+func (d *Runtime) Version(ctx context.Context) (string, string, error) {
 	if err := d.ready(ctx); err != nil {
 		return "", "", err
 	}
@@ -161,46 +150,17 @@ func (d *Docker) Version(ctx context.Context) (string, string, error) {
 	return v.Version, v.APIVersion, nil
 }
 
-// Container is what mesolite reads of a container.
-type Container struct {
-	ID         string
-	Name       string
-	Image      string
-	Labels     map[string]string
-	State      string // created, running, paused, restarting, removing, exited, dead
-	Running    bool
-	ExitCode   int
-	OOMKilled  bool
-	Error      string
-	StartedAt  time.Time
-	FinishedAt time.Time
-	IPAddress  string
-	Detailed   bool // from an inspect: exit code and times are known
-}
-
-// TaskID is the task the container runs.
-func (c Container) TaskID() string { return c.Labels[LabelTaskID] }
-
-// Event is a container event of this agent's containers.
-type Event struct {
-	ContainerID string
-	TaskID      string
-	Action      string // start, die, oom, destroy
-	ExitCode    int
-	Time        time.Time
-}
-
 // classify wraps a Docker error into this package's classes.
 func classify(err error, what string) error {
 	switch {
 	case err == nil:
 		return nil
 	case client.IsErrConnectionFailed(err):
-		return fmt.Errorf("%s: %w: %v", what, ErrUnavailable, err)
+		return fmt.Errorf("%s: %w: %v", what, sandbox.ErrUnavailable, err)
 	case cerrdefs.IsNotFound(err):
-		return fmt.Errorf("%s: %w: %v", what, ErrNotFound, err)
+		return fmt.Errorf("%s: %w: %v", what, sandbox.ErrNotFound, err)
 	case cerrdefs.IsConflict(err):
-		return fmt.Errorf("%s: %w: %v", what, ErrConflict, err)
+		return fmt.Errorf("%s: %w: %v", what, sandbox.ErrConflict, err)
 	}
 	return fmt.Errorf("%s: %w", what, err)
 }
@@ -210,33 +170,33 @@ func classify(err error, what string) error {
 // task's labels, it is adopted (and started if needed) instead of failing.
 // The image is pulled when missing (or always with ForcePull); progress
 // receives one line now and then while a pull lasts.
-func (d *Docker) Run(ctx context.Context, spec *TaskSpec, progress func(string)) (Container, error) {
+func (d *Runtime) Run(ctx context.Context, spec *sandbox.TaskSpec, progress func(string)) (sandbox.Container, error) {
 	if err := d.ready(ctx); err != nil {
-		return Container{}, err
+		return sandbox.Container{}, err
 	}
-	cfg, hc, nc, err := spec.dockerConfig(d.agentID)
+	cfg, hc, nc, err := dockerConfig(spec, d.agentID)
 	if err != nil {
-		return Container{}, err
+		return sandbox.Container{}, err
 	}
 	name := spec.Name()
 	existing, err := d.Inspect(ctx, name)
 	switch {
 	case err == nil:
-		if existing.Labels[LabelAgentID] != d.agentID || existing.Labels[LabelTaskID] != spec.TaskID {
-			return Container{}, fmt.Errorf("%w: %s exists and belongs to task %q of agent %q", ErrConflict, name, existing.TaskID(), existing.Labels[LabelAgentID])
+		if existing.Labels[sandbox.LabelAgentID] != d.agentID || existing.Labels[sandbox.LabelTaskID] != spec.TaskID {
+			return sandbox.Container{}, fmt.Errorf("%w: %s exists and belongs to task %q of agent %q", sandbox.ErrConflict, name, existing.TaskID(), existing.Labels[sandbox.LabelAgentID])
 		}
-	case errors.Is(err, ErrNotFound):
+	case errors.Is(err, sandbox.ErrNotFound):
 		if err := d.ensureImage(ctx, spec.Image, spec.ForcePull, progress); err != nil {
-			return Container{}, err
+			return sandbox.Container{}, err
 		}
 		cctx, cancel := context.WithTimeout(ctx, callTimeout)
 		_, err = d.api.ContainerCreate(cctx, cfg, hc, nc, nil, name)
 		cancel()
 		if err != nil && !cerrdefs.IsConflict(err) {
 			if cerrdefs.IsNotFound(err) {
-				return Container{}, &ImageError{Image: spec.Image, Err: err}
+				return sandbox.Container{}, &sandbox.ImageError{Image: spec.Image, Err: err}
 			}
-			return Container{}, classify(err, "create container "+name)
+			return sandbox.Container{}, classify(err, "create container "+name)
 		}
 		if err == nil && d.fail != nil {
 			// Crash window: created, not started. Recovery finds the
@@ -246,13 +206,13 @@ func (d *Docker) Run(ctx context.Context, spec *TaskSpec, progress func(string))
 		}
 		existing, err = d.Inspect(ctx, name)
 		if err != nil {
-			return Container{}, err
+			return sandbox.Container{}, err
 		}
-		if existing.Labels[LabelAgentID] != d.agentID || existing.Labels[LabelTaskID] != spec.TaskID {
-			return Container{}, fmt.Errorf("%w: %s was created by someone else (task %q of agent %q)", ErrConflict, name, existing.TaskID(), existing.Labels[LabelAgentID])
+		if existing.Labels[sandbox.LabelAgentID] != d.agentID || existing.Labels[sandbox.LabelTaskID] != spec.TaskID {
+			return sandbox.Container{}, fmt.Errorf("%w: %s was created by someone else (task %q of agent %q)", sandbox.ErrConflict, name, existing.TaskID(), existing.Labels[sandbox.LabelAgentID])
 		}
 	default:
-		return Container{}, err
+		return sandbox.Container{}, err
 	}
 	if existing.Running {
 		return existing, nil
@@ -271,7 +231,7 @@ func (d *Docker) Run(ctx context.Context, spec *TaskSpec, progress func(string))
 }
 
 // ensureImage pulls the image when it is missing or forced.
-func (d *Docker) ensureImage(ctx context.Context, ref string, force bool, progress func(string)) error {
+func (d *Runtime) ensureImage(ctx context.Context, ref string, force bool, progress func(string)) error {
 	ictx, cancel := context.WithTimeout(ctx, callTimeout)
 	_, err := d.api.ImageInspect(ictx, ref)
 	cancel()
@@ -289,10 +249,10 @@ func (d *Docker) ensureImage(ctx context.Context, ref string, force bool, progre
 	case present:
 		d.log.Warn().Err(perr).Str("image", ref).Msg("force pull failed; using the local image")
 		return nil
-	case errors.Is(perr, ErrUnavailable), errors.Is(perr, context.Canceled):
+	case errors.Is(perr, sandbox.ErrUnavailable), errors.Is(perr, context.Canceled):
 		return perr
 	}
-	return &ImageError{Image: ref, Err: perr}
+	return &sandbox.ImageError{Image: ref, Err: perr}
 }
 
 // pullMessage is one line of the pull progress stream.
@@ -309,7 +269,7 @@ type pullMessage struct {
 	} `json:"errorDetail"`
 }
 
-func (d *Docker) pull(ctx context.Context, ref string, progress func(string)) error {
+func (d *Runtime) pull(ctx context.Context, ref string, progress func(string)) error {
 	ctx, cancel := context.WithTimeout(ctx, pullTimeout)
 	defer cancel()
 	log := d.log.With().Str("image", ref).Logger()
@@ -318,9 +278,9 @@ func (d *Docker) pull(ctx context.Context, ref string, progress func(string)) er
 	rc, err := d.api.ImagePull(ctx, ref, image.PullOptions{})
 	if err != nil {
 		// Not classify: a registry's "not found" is about the image, and
-		// must not read as ErrNotFound (no such container).
+		// must not read as sandbox.ErrNotFound (no such container).
 		if client.IsErrConnectionFailed(err) {
-			return fmt.Errorf("pull: %w: %v", ErrUnavailable, err)
+			return fmt.Errorf("pull: %w: %v", sandbox.ErrUnavailable, err)
 		}
 		return fmt.Errorf("pull: %w", err)
 	}
@@ -372,7 +332,7 @@ func (d *Docker) pull(ctx context.Context, ref string, progress func(string)) er
 
 // Stop stops a container: its stop signal, then SIGKILL after grace. A
 // missing or stopped container is not an error.
-func (d *Docker) Stop(ctx context.Context, id string, grace time.Duration) error {
+func (d *Runtime) Stop(ctx context.Context, id string, grace time.Duration) error {
 	if err := d.ready(ctx); err != nil {
 		return err
 	}
@@ -388,7 +348,7 @@ func (d *Docker) Stop(ctx context.Context, id string, grace time.Duration) error
 
 // Remove deletes a container (not its volumes, which are host
 // directories). A missing container is not an error.
-func (d *Docker) Remove(ctx context.Context, id string) error {
+func (d *Runtime) Remove(ctx context.Context, id string) error {
 	if err := d.ready(ctx); err != nil {
 		return err
 	}
@@ -406,17 +366,17 @@ func isRemovalInProgress(err error) bool {
 }
 
 // Inspect reads one container by id or name.
-func (d *Docker) Inspect(ctx context.Context, id string) (Container, error) {
+func (d *Runtime) Inspect(ctx context.Context, id string) (sandbox.Container, error) {
 	if err := d.ready(ctx); err != nil {
-		return Container{}, err
+		return sandbox.Container{}, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
 	r, err := d.api.ContainerInspect(ctx, id)
 	if err != nil {
-		return Container{}, classify(err, "inspect container "+id)
+		return sandbox.Container{}, classify(err, "inspect container "+id)
 	}
-	c := Container{
+	c := sandbox.Container{
 		ID:       r.ID,
 		Name:     strings.TrimPrefix(r.Name, "/"),
 		Detailed: true,
@@ -468,7 +428,7 @@ func ipAddress(nets map[string]*network.EndpointSettings, mode string) string {
 }
 
 // List returns every container, running or not, labelled for this agent.
-func (d *Docker) List(ctx context.Context) ([]Container, error) {
+func (d *Runtime) List(ctx context.Context) ([]sandbox.Container, error) {
 	if err := d.ready(ctx); err != nil {
 		return nil, err
 	}
@@ -476,14 +436,14 @@ func (d *Docker) List(ctx context.Context) ([]Container, error) {
 	defer cancel()
 	list, err := d.api.ContainerList(ctx, container.ListOptions{
 		All:     true,
-		Filters: filters.NewArgs(filters.Arg("label", LabelAgentID+"="+d.agentID)),
+		Filters: filters.NewArgs(filters.Arg("label", sandbox.LabelAgentID+"="+d.agentID)),
 	})
 	if err != nil {
 		return nil, classify(err, "list containers")
 	}
-	out := make([]Container, 0, len(list))
+	out := make([]sandbox.Container, 0, len(list))
 	for _, s := range list {
-		c := Container{ID: s.ID, Image: s.Image, Labels: s.Labels, State: string(s.State)}
+		c := sandbox.Container{ID: s.ID, Image: s.Image, Labels: s.Labels, State: string(s.State)}
 		if len(s.Names) > 0 {
 			c.Name = strings.TrimPrefix(s.Names[0], "/")
 		}
@@ -498,13 +458,13 @@ func (d *Docker) List(ctx context.Context) ([]Container, error) {
 
 // Events calls fn for each start, die, oom and destroy of this agent's
 // containers until ctx ends or the stream breaks; it returns the reason.
-func (d *Docker) Events(ctx context.Context, fn func(Event)) error {
+func (d *Runtime) Events(ctx context.Context, fn func(sandbox.Event)) error {
 	if err := d.ready(ctx); err != nil {
 		return err
 	}
 	f := filters.NewArgs(
 		filters.Arg("type", string(events.ContainerEventType)),
-		filters.Arg("label", LabelAgentID+"="+d.agentID),
+		filters.Arg("label", sandbox.LabelAgentID+"="+d.agentID),
 		filters.Arg("event", "start"),
 		filters.Arg("event", "die"),
 		filters.Arg("event", "oom"),
@@ -517,13 +477,13 @@ func (d *Docker) Events(ctx context.Context, fn func(Event)) error {
 			return ctx.Err()
 		case err := <-errs:
 			if err == nil || errors.Is(err, io.EOF) {
-				return fmt.Errorf("event stream: %w: closed", ErrUnavailable)
+				return fmt.Errorf("event stream: %w: closed", sandbox.ErrUnavailable)
 			}
 			return classify(err, "event stream")
 		case m := <-msgs:
-			ev := Event{
+			ev := sandbox.Event{
 				ContainerID: m.Actor.ID,
-				TaskID:      m.Actor.Attributes[LabelTaskID],
+				TaskID:      m.Actor.Attributes[sandbox.LabelTaskID],
 				Action:      string(m.Action),
 				Time:        time.Unix(0, m.TimeNano),
 			}
@@ -537,7 +497,7 @@ func (d *Docker) Events(ctx context.Context, fn func(Event)) error {
 
 // Exec runs cmd inside a running container and returns its exit code and
 // the first KiB of its output. ctx bounds the whole run.
-func (d *Docker) Exec(ctx context.Context, id string, cmd []string) (int, string, error) {
+func (d *Runtime) Exec(ctx context.Context, id string, cmd []string) (int, string, error) {
 	if err := d.ready(ctx); err != nil {
 		return -1, "", err
 	}
@@ -545,7 +505,7 @@ func (d *Docker) Exec(ctx context.Context, id string, cmd []string) (int, string
 	if err != nil {
 		if cerrdefs.IsConflict(err) {
 			// Docker's 409 here means the container is not running; it
-			// is no name conflict (ErrConflict).
+			// is no name conflict (sandbox.ErrConflict).
 			return -1, "", fmt.Errorf("exec in %s: container is not running: %w", id, err)
 		}
 		return -1, "", classify(err, "exec in "+id)

@@ -1,10 +1,11 @@
-package sandbox
+package docker
 
 import (
 	"bufio"
 	"context"
 	"errors"
 	"fmt"
+	"github.com/mesolite/mesolite/sandbox"
 	"io"
 	"net"
 	"os"
@@ -192,9 +193,9 @@ func (f *fakeAPI) ServerVersion(context.Context) (types.Version, error) {
 
 func (f *fakeAPI) Close() error { return nil }
 
-func newFake(t *testing.T) (*Docker, *fakeAPI) {
+func newFake(t *testing.T) (*Runtime, *fakeAPI) {
 	f := &fakeAPI{t: t}
-	return &Docker{api: f, agentID: testAgentID, log: zerolog.Nop()}, f
+	return &Runtime{api: f, agentID: testAgentID, log: zerolog.Nop()}, f
 }
 
 // Typed errors as the Docker client returns them.
@@ -232,7 +233,7 @@ func inspectOf(id, state string, labels map[string]string) container.InspectResp
 }
 
 func labelsOf(agentID, taskID string) map[string]string {
-	return map[string]string{LabelAgentID: agentID, LabelTaskID: taskID, LabelMesosTask: taskID}
+	return map[string]string{sandbox.LabelAgentID: agentID, sandbox.LabelTaskID: taskID, sandbox.LabelMesosTask: taskID}
 }
 
 func imagePresent(string) (image.InspectResponse, error) {
@@ -254,7 +255,7 @@ func TestRunCreatesAndStarts(t *testing.T) {
 		return inspectOf("abc", "running", labelsOf(testAgentID, spec.TaskID)), nil
 	}
 	f.create = func(cfg *container.Config, hc *container.HostConfig, name string) (container.CreateResponse, error) {
-		if name != spec.Name() || cfg.Labels[LabelTaskID] != spec.TaskID || cfg.Labels[LabelAgentID] != testAgentID {
+		if name != spec.Name() || cfg.Labels[sandbox.LabelTaskID] != spec.TaskID || cfg.Labels[sandbox.LabelAgentID] != testAgentID {
 			t.Errorf("create %s with labels %v", name, cfg.Labels)
 		}
 		created = true
@@ -349,8 +350,8 @@ func TestRunConflicts(t *testing.T) {
 				return container.CreateResponse{}, conflict("name in use")
 			}
 			_, err := d.Run(context.Background(), spec, nil)
-			if !errors.Is(err, ErrConflict) {
-				t.Fatalf("run: %v, want ErrConflict", err)
+			if !errors.Is(err, sandbox.ErrConflict) {
+				t.Fatalf("run: %v, want sandbox.ErrConflict", err)
 			}
 			if !strings.Contains(err.Error(), spec.Name()) {
 				t.Errorf("error %q does not name the container", err)
@@ -389,17 +390,17 @@ func TestRunImageUnavailable(t *testing.T) {
 			}
 			f.imagePull = pull
 			_, err := d.Run(context.Background(), spec, nil)
-			var ie *ImageError
+			var ie *sandbox.ImageError
 			if !errors.As(err, &ie) {
-				t.Fatalf("run: %v (%T), want *ImageError", err, err)
+				t.Fatalf("run: %v (%T), want *sandbox.ImageError", err, err)
 			}
-			if ie.Image != ref || !errors.Is(err, ErrImageUnavailable) {
-				t.Errorf("image error %+v: Is(ErrImageUnavailable)=%v", ie, errors.Is(err, ErrImageUnavailable))
+			if ie.Image != ref || !errors.Is(err, sandbox.ErrImageUnavailable) {
+				t.Errorf("image error %+v: Is(sandbox.ErrImageUnavailable)=%v", ie, errors.Is(err, sandbox.ErrImageUnavailable))
 			}
 			if !strings.Contains(err.Error(), `"`+ref+`"`) || !strings.Contains(err.Error(), "could not be pulled") {
 				t.Errorf("message %q does not say which image and why", err)
 			}
-			if errors.Is(err, ErrNotFound) || errors.Is(err, ErrUnavailable) {
+			if errors.Is(err, sandbox.ErrNotFound) || errors.Is(err, sandbox.ErrUnavailable) {
 				t.Errorf("an image error reads as another class: %v", err)
 			}
 			if f.called("create") != 0 {
@@ -448,9 +449,9 @@ func TestRunImageVanishedBeforeCreate(t *testing.T) {
 		return container.CreateResponse{}, notFound("image: mesolite/testapp:latest")
 	}
 	_, err := d.Run(context.Background(), baseSpec(), nil)
-	var ie *ImageError
-	if !errors.As(err, &ie) || !errors.Is(err, ErrImageUnavailable) {
-		t.Errorf("run: %v, want *ImageError", err)
+	var ie *sandbox.ImageError
+	if !errors.As(err, &ie) || !errors.Is(err, sandbox.ErrImageUnavailable) {
+		t.Errorf("run: %v, want *sandbox.ImageError", err)
 	}
 }
 
@@ -466,10 +467,10 @@ func TestDaemonUnavailable(t *testing.T) {
 	_, err := d.Run(ctx, baseSpec(), nil)
 	check := func(what string, err error) {
 		t.Helper()
-		if !errors.Is(err, ErrUnavailable) {
-			t.Errorf("%s: %v, want ErrUnavailable", what, err)
+		if !errors.Is(err, sandbox.ErrUnavailable) {
+			t.Errorf("%s: %v, want sandbox.ErrUnavailable", what, err)
 		}
-		var ie *ImageError
+		var ie *sandbox.ImageError
 		if errors.As(err, &ie) {
 			t.Errorf("%s: a daemon outage reads as a missing image: %v", what, err)
 		}
@@ -490,7 +491,7 @@ func TestDaemonUnavailable(t *testing.T) {
 	check("version", err)
 	_, err = d.Run(ctx, baseSpec(), nil)
 	check("run before negotiation", err)
-	check("events before negotiation", d.Events(ctx, func(Event) {}))
+	check("events before negotiation", d.Events(ctx, func(sandbox.Event) {}))
 	if got := f.called(""); got != f.called("version") {
 		t.Errorf("calls without a daemon: %q, want only version checks", f.calls)
 	}
@@ -545,20 +546,20 @@ func TestNegotiatesOnceFirst(t *testing.T) {
 
 // A real client with no daemon behind it.
 func TestNoDaemon(t *testing.T) {
-	d, err := NewDocker(DockerConfig{Host: "unix://" + filepath.Join(t.TempDir(), "none.sock"), AgentID: testAgentID, Logger: zerolog.Nop()})
+	d, err := New(Config{Host: "unix://" + filepath.Join(t.TempDir(), "none.sock"), Layout: sandbox.Layout{AgentID: testAgentID}, Logger: zerolog.Nop()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer d.Close()
 	ctx := context.Background()
-	if _, _, err := d.Version(ctx); !errors.Is(err, ErrUnavailable) {
-		t.Errorf("version: %v, want ErrUnavailable", err)
+	if _, _, err := d.Version(ctx); !errors.Is(err, sandbox.ErrUnavailable) {
+		t.Errorf("version: %v, want sandbox.ErrUnavailable", err)
 	}
-	if _, err := d.Run(ctx, baseSpec(), nil); !errors.Is(err, ErrUnavailable) {
-		t.Errorf("run: %v, want ErrUnavailable", err)
+	if _, err := d.Run(ctx, baseSpec(), nil); !errors.Is(err, sandbox.ErrUnavailable) {
+		t.Errorf("run: %v, want sandbox.ErrUnavailable", err)
 	}
-	if _, err := d.List(ctx); !errors.Is(err, ErrUnavailable) {
-		t.Errorf("list: %v, want ErrUnavailable", err)
+	if _, err := d.List(ctx); !errors.Is(err, sandbox.ErrUnavailable) {
+		t.Errorf("list: %v, want sandbox.ErrUnavailable", err)
 	}
 }
 
@@ -600,15 +601,15 @@ func TestStopRemoveMissing(t *testing.T) {
 	f.inspect = func(string) (container.InspectResponse, error) {
 		return container.InspectResponse{}, notFound("container: x")
 	}
-	if _, err := d.Inspect(ctx, "x"); !errors.Is(err, ErrNotFound) {
-		t.Errorf("inspect a missing container: %v, want ErrNotFound", err)
+	if _, err := d.Inspect(ctx, "x"); !errors.Is(err, sandbox.ErrNotFound) {
+		t.Errorf("inspect a missing container: %v, want sandbox.ErrNotFound", err)
 	}
 }
 
 func TestListFiltersOnAgent(t *testing.T) {
 	d, f := newFake(t)
 	f.list = func(o container.ListOptions) ([]container.Summary, error) {
-		if !o.All || !o.Filters.ExactMatch("label", LabelAgentID+"="+testAgentID) || o.Filters.Len() != 1 {
+		if !o.All || !o.Filters.ExactMatch("label", sandbox.LabelAgentID+"="+testAgentID) || o.Filters.Len() != 1 {
 			t.Errorf("list options = %+v, want all containers with our agent label", o)
 		}
 		return []container.Summary{{
@@ -631,7 +632,7 @@ func TestEventsFake(t *testing.T) {
 	msgs := make(chan events.Message, 4)
 	errs := make(chan error, 1)
 	f.events = func(_ context.Context, o events.ListOptions) (<-chan events.Message, <-chan error) {
-		for _, want := range []string{"type=container", "label=" + LabelAgentID + "=" + testAgentID, "event=die", "event=start", "event=oom", "event=destroy"} {
+		for _, want := range []string{"type=container", "label=" + sandbox.LabelAgentID + "=" + testAgentID, "event=die", "event=start", "event=oom", "event=destroy"} {
 			k, v, _ := strings.Cut(want, "=")
 			if !o.Filters.ExactMatch(k, v) {
 				t.Errorf("events filter lacks %s", want)
@@ -641,12 +642,12 @@ func TestEventsFake(t *testing.T) {
 	}
 	now := time.Now()
 	msgs <- events.Message{Type: events.ContainerEventType, Action: events.ActionDie, TimeNano: now.UnixNano(),
-		Actor: events.Actor{ID: "abc", Attributes: map[string]string{LabelTaskID: "t1", "exitCode": "3"}}}
+		Actor: events.Actor{ID: "abc", Attributes: map[string]string{sandbox.LabelTaskID: "t1", "exitCode": "3"}}}
 	msgs <- events.Message{Type: events.ContainerEventType, Action: events.ActionStart, TimeNano: now.UnixNano(),
-		Actor: events.Actor{ID: "abc", Attributes: map[string]string{LabelTaskID: "t1"}}}
-	var got []Event
+		Actor: events.Actor{ID: "abc", Attributes: map[string]string{sandbox.LabelTaskID: "t1"}}}
+	var got []sandbox.Event
 	broken := errors.New("unexpected EOF from daemon")
-	err := d.Events(context.Background(), func(e Event) {
+	err := d.Events(context.Background(), func(e sandbox.Event) {
 		got = append(got, e)
 		if len(got) == 2 {
 			errs <- broken
@@ -655,7 +656,7 @@ func TestEventsFake(t *testing.T) {
 	if !errors.Is(err, broken) {
 		t.Errorf("events ended with %v, want the stream's error", err)
 	}
-	if len(got) != 2 || got[0] != (Event{ContainerID: "abc", TaskID: "t1", Action: "die", ExitCode: 3, Time: time.Unix(0, now.UnixNano())}) || got[1].Action != "start" || got[1].ExitCode != 0 {
+	if len(got) != 2 || got[0] != (sandbox.Event{ContainerID: "abc", TaskID: "t1", Action: "die", ExitCode: 3, Time: time.Unix(0, now.UnixNano())}) || got[1].Action != "start" || got[1].ExitCode != 0 {
 		t.Errorf("events = %+v", got)
 	}
 
@@ -664,15 +665,15 @@ func TestEventsFake(t *testing.T) {
 	eof := make(chan error, 1)
 	eof <- io.EOF
 	f.events = func(context.Context, events.ListOptions) (<-chan events.Message, <-chan error) { return nil, eof }
-	if err := d.Events(context.Background(), func(Event) {}); !errors.Is(err, ErrUnavailable) {
-		t.Errorf("events after EOF: %v, want ErrUnavailable", err)
+	if err := d.Events(context.Background(), func(sandbox.Event) {}); !errors.Is(err, sandbox.ErrUnavailable) {
+		t.Errorf("events after EOF: %v, want sandbox.ErrUnavailable", err)
 	}
 	// Ending the context ends the stream quietly.
 	d, f = newFake(t)
 	f.events = func(context.Context, events.ListOptions) (<-chan events.Message, <-chan error) { return nil, nil }
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if err := d.Events(ctx, func(Event) {}); !errors.Is(err, context.Canceled) {
+	if err := d.Events(ctx, func(sandbox.Event) {}); !errors.Is(err, context.Canceled) {
 		t.Errorf("events after cancel: %v, want context.Canceled", err)
 	}
 }
@@ -735,13 +736,13 @@ func TestExecFake(t *testing.T) {
 	f.execCreate = func(string, container.ExecOptions) (container.ExecCreateResponse, error) {
 		return container.ExecCreateResponse{}, notFound("container: abc")
 	}
-	if _, _, err := d.Exec(context.Background(), "abc", []string{"true"}); !errors.Is(err, ErrNotFound) {
-		t.Errorf("exec in a missing container: %v, want ErrNotFound", err)
+	if _, _, err := d.Exec(context.Background(), "abc", []string{"true"}); !errors.Is(err, sandbox.ErrNotFound) {
+		t.Errorf("exec in a missing container: %v, want sandbox.ErrNotFound", err)
 	}
 	f.execCreate = func(string, container.ExecOptions) (container.ExecCreateResponse, error) {
-		return container.ExecCreateResponse{}, conflict("Container abc is not running")
+		return container.ExecCreateResponse{}, conflict("sandbox.Container abc is not running")
 	}
-	if _, _, err := d.Exec(context.Background(), "abc", []string{"true"}); err == nil || errors.Is(err, ErrConflict) || !strings.Contains(err.Error(), "not running") {
+	if _, _, err := d.Exec(context.Background(), "abc", []string{"true"}); err == nil || errors.Is(err, sandbox.ErrConflict) || !strings.Contains(err.Error(), "not running") {
 		t.Errorf("exec in a stopped container: %v, want a not-running error that is no name conflict", err)
 	}
 }
@@ -781,18 +782,18 @@ func TestCopyLogsFake(t *testing.T) {
 	if len(since) != 2 || since[0] != "" || since[1] != fmt.Sprintf("%d.%09d", resume.Unix(), resume.Nanosecond()) {
 		t.Errorf("since = %q, want none, then just after the newest line copied", since)
 	}
-	if b, _ := os.ReadFile(filepath.Join(dir, StdoutFile)); string(b) != "testapp starting\nmore\n" {
+	if b, _ := os.ReadFile(filepath.Join(dir, sandbox.StdoutFile)); string(b) != "testapp starting\nmore\n" {
 		t.Errorf("stdout = %q", b)
 	}
-	if b, _ := os.ReadFile(filepath.Join(dir, StderrFile)); string(b) != "testapp stderr: pid 1\n" {
+	if b, _ := os.ReadFile(filepath.Join(dir, sandbox.StderrFile)); string(b) != "testapp stderr: pid 1\n" {
 		t.Errorf("stderr = %q", b)
 	}
 
 	f.logs = func(context.Context, string, container.LogsOptions) (io.ReadCloser, error) {
 		return nil, notFound("container: abc")
 	}
-	if err := d.CopyLogs(context.Background(), "abc", dir); !errors.Is(err, ErrNotFound) {
-		t.Errorf("logs of a missing container: %v, want ErrNotFound", err)
+	if err := d.CopyLogs(context.Background(), "abc", dir); !errors.Is(err, sandbox.ErrNotFound) {
+		t.Errorf("logs of a missing container: %v, want sandbox.ErrNotFound", err)
 	}
 	if err := d.CopyLogs(context.Background(), "abc", filepath.Join(dir, "missing")); err == nil {
 		t.Error("copy into a missing sandbox succeeded")
@@ -836,7 +837,7 @@ func TestCopyLogsCancel(t *testing.T) {
 	go func() { done <- d.CopyLogs(ctx, "abc", dir) }()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		if b, _ := os.ReadFile(filepath.Join(dir, StdoutFile)); string(b) == "hello\n" {
+		if b, _ := os.ReadFile(filepath.Join(dir, sandbox.StdoutFile)); string(b) == "hello\n" {
 			break
 		}
 		if time.Now().After(deadline) {

@@ -1,0 +1,211 @@
+package api
+
+import (
+	"encoding/json"
+	"maps"
+
+	"github.com/mesolite/mesolite/agent"
+	"github.com/mesolite/mesolite/agent/marathon"
+)
+
+// Rendering of the agent's views as Marathon's JSON (agent/marathon holds
+// the shapes). Answers carry Marathon's fields only, unless the request
+// asks for mesolite's (?embed=mesolite).
+
+// embed says what an app's JSON adds to its definition, as Marathon's
+// embed parameters do; mesolite adds its own fields (the tasks' messages
+// and volume use, why the app waits) only when asked.
+type embed struct {
+	counts, deployments, tasks, lastTaskFailure, mesolite bool
+}
+
+// renderApp renders an app as Marathon's GET /v2/apps does: the
+// definition with version, versionInfo, and what e asks for.
+func renderApp(v *agent.AppView, e embed) map[string]any {
+	out := make(map[string]any, len(v.Definition)+12)
+	maps.Copy(out, v.Definition)
+	out["version"] = marathon.FormatTime(v.Version)
+	out["versionInfo"] = map[string]any{
+		"lastScalingAt":      marathon.FormatTime(v.LastScalingAt),
+		"lastConfigChangeAt": marathon.FormatTime(v.LastConfigChangeAt),
+	}
+	if e.counts {
+		out["tasksStaged"] = v.TasksStaged
+		out["tasksRunning"] = v.TasksRunning
+		out["tasksHealthy"] = v.TasksHealthy
+		out["tasksUnhealthy"] = v.TasksUnhealthy
+	}
+	if e.deployments || e.tasks {
+		ds := make([]map[string]string, 0, len(v.Deployments))
+		for _, id := range v.Deployments {
+			ds = append(ds, map[string]string{"id": id})
+		}
+		out["deployments"] = ds
+	}
+	if e.tasks {
+		out["tasks"] = renderTaskList(v.Tasks, e.mesolite)
+	}
+	if f := v.LastTaskFailure; e.lastTaskFailure && f != nil {
+		out["lastTaskFailure"] = map[string]any{
+			"appId": f.AppID, "host": f.Host, "message": f.Message, "state": f.State,
+			"taskId": f.TaskID, "timestamp": marathon.FormatTime(f.Timestamp), "version": marathon.FormatTime(f.Version),
+			"slaveId": f.SlaveID,
+		}
+	}
+	if v.Waiting != "" && e.mesolite {
+		// Why an instance cannot be placed.
+		out["waitingReason"] = v.Waiting
+	}
+	return out
+}
+
+// mesoliteTask is a task with mesolite's fields after Marathon's.
+type mesoliteTask struct {
+	marathon.Task
+	// Message is the last thing worth telling about the task (pull
+	// progress, why it failed).
+	Message     string `json:"message,omitempty"`
+	InstanceID  string `json:"instanceId"`
+	Incarnation int    `json:"incarnation"`
+	SandboxDir  string `json:"sandboxDirectory,omitempty"`
+	// Volumes is the use of each persistent volume against its size.
+	Volumes []volumeUsage `json:"volumes,omitempty"`
+}
+
+type volumeUsage struct {
+	ContainerPath string  `json:"containerPath"`
+	PersistenceID string  `json:"persistenceId"`
+	SizeMiB       float64 `json:"sizeMiB"`
+	UsedBytes     int64   `json:"usedBytes"`
+}
+
+// renderTask renders a task's Marathon fields.
+func renderTask(t *agent.TaskView) *marathon.Task {
+	out := &marathon.Task{
+		AppID: t.AppID, ID: t.ID, Host: t.Host, SlaveID: t.SlaveID, State: t.State,
+		Ports: t.Ports, ServicePorts: t.ServicePorts, IPAddresses: []marathon.IPAddress{},
+		HealthCheckResults: []marathon.HealthCheckResult{},
+	}
+	if !t.StagedAt.IsZero() {
+		out.StagedAt = marathon.FormatTime(t.StagedAt)
+	}
+	if !t.StartedAt.IsZero() {
+		out.StartedAt = marathon.FormatTime(t.StartedAt)
+	}
+	if !t.Version.IsZero() {
+		out.Version = marathon.FormatTime(t.Version)
+	}
+	for _, ip := range t.IPAddresses {
+		out.IPAddresses = append(out.IPAddresses, marathon.IPAddress{IPAddress: ip, Protocol: "IPv4"})
+	}
+	for _, h := range t.Health {
+		out.HealthCheckResults = append(out.HealthCheckResults, marathon.HealthCheckResult{
+			Alive: h.Alive, ConsecutiveFailures: h.ConsecutiveFailures,
+			FirstSuccess: marathon.OptTime(h.FirstSuccess), LastSuccess: marathon.OptTime(h.LastSuccess),
+			LastFailure: marathon.OptTime(h.LastFailure), LastFailureCause: optString(h.LastFailureCause),
+			InstanceID: h.InstanceID,
+		})
+	}
+	for _, v := range t.Volumes {
+		out.LocalVolumes = append(out.LocalVolumes, marathon.LocalVolume{
+			RunSpecID: t.AppID, ContainerPath: v.ContainerPath, UUID: v.UUID, PersistenceID: v.PersistenceID,
+		})
+	}
+	return out
+}
+
+// renderMesoliteTask renders a task with mesolite's fields.
+func renderMesoliteTask(t *agent.TaskView) *mesoliteTask {
+	out := &mesoliteTask{
+		Task: *renderTask(t), Message: t.Message, InstanceID: t.InstanceID, Incarnation: t.Incarnation, SandboxDir: t.SandboxDir,
+	}
+	for _, v := range t.Volumes {
+		out.Volumes = append(out.Volumes, volumeUsage{ContainerPath: v.ContainerPath, PersistenceID: v.PersistenceID, SizeMiB: v.SizeMiB, UsedBytes: v.UsedBytes})
+	}
+	return out
+}
+
+// renderTaskList renders tasks, with mesolite's fields when asked.
+func renderTaskList(tasks []*agent.TaskView, mesolite bool) any {
+	if mesolite {
+		out := make([]*mesoliteTask, len(tasks))
+		for i, t := range tasks {
+			out[i] = renderMesoliteTask(t)
+		}
+		return out
+	}
+	out := make([]*marathon.Task, len(tasks))
+	for i, t := range tasks {
+		out[i] = renderTask(t)
+	}
+	return out
+}
+
+// plainTaskJSON is the JSON of a task's Marathon fields, encoded once per
+// view (agent.TaskView.Memo).
+func plainTaskJSON(t *agent.TaskView) []byte {
+	return t.Memo(func(t *agent.TaskView) []byte {
+		b, err := json.Marshal(renderTask(t))
+		if err != nil {
+			// Not reachable: the fields are strings, numbers and slices of them.
+			return []byte("{}")
+		}
+		return b
+	})
+}
+
+func optString(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}
+
+func renderDeploymentResult(dr agent.DeploymentResult) marathon.DeploymentResult {
+	return marathon.DeploymentResult{DeploymentID: dr.DeploymentID, Version: marathon.FormatTime(dr.Version)}
+}
+
+func renderDeployment(d *agent.DeploymentView) marathon.Deployment {
+	return marathon.RenderDeployment(d.ID, d.Version, d.AppID, d.Steps, d.CurrentStep)
+}
+
+// volumeJSON is one entry of GET /mesolite/v1/volumes.
+type volumeJSON struct {
+	PersistenceID string  `json:"persistenceId"`
+	Path          string  `json:"path"`
+	AppID         string  `json:"appId,omitempty"`
+	InstanceID    string  `json:"instanceId,omitempty"`
+	TaskID        string  `json:"taskId,omitempty"`
+	ContainerPath string  `json:"containerPath,omitempty"`
+	Goal          string  `json:"goal,omitempty"`
+	SizeMiB       float64 `json:"sizeMiB"`
+	UsedBytes     int64   `json:"usedBytes"`
+	Exists        bool    `json:"exists"`
+	Orphan        bool    `json:"orphan"`
+}
+
+func renderVolume(v agent.VolumeInfo) volumeJSON {
+	return volumeJSON{
+		PersistenceID: v.PersistenceID, Path: v.Path, AppID: v.AppID, InstanceID: v.InstanceID, TaskID: v.TaskID,
+		ContainerPath: v.ContainerPath, Goal: v.Goal, SizeMiB: v.SizeMiB, UsedBytes: v.UsedBytes, Exists: v.Exists, Orphan: v.Orphan,
+	}
+}
+
+// recoveryJSON is the recovery report of /mesolite/v1/status.
+type recoveryJSON struct {
+	Done        bool    `json:"done"`
+	At          string  `json:"at,omitempty"`
+	Adopted     int     `json:"adopted"`
+	Relaunched  int     `json:"relaunched"`
+	Orphans     int     `json:"orphans"`
+	Unreadable  int     `json:"unreadable"`
+	TookSeconds float64 `json:"tookSeconds"`
+}
+
+func renderRecovery(r agent.Recovery) recoveryJSON {
+	out := recoveryJSON{Done: r.Done, Adopted: r.Adopted, Relaunched: r.Relaunched, Orphans: r.Orphans, Unreadable: r.Unreadable, TookSeconds: r.TookSeconds}
+	if !r.At.IsZero() {
+		out.At = r.At.UTC().Format("2006-01-02T15:04:05.999999999Z07:00")
+	}
+	return out
+}
