@@ -7,6 +7,7 @@ LDFLAGS   := -s -w -X main.version=$(VERSION)
 TESTAPP   := mesolite/testapp:latest
 PGIMAGE   := mesolite/postgres:15
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+ERRCHECK    := github.com/kisielk/errcheck@v1.9.0
 
 .PHONY: help build run test test-image postgres-image demo lint fuzz bench bench-quick soak clean
 
@@ -39,10 +40,16 @@ postgres-image: ## build mesolite/postgres:15 from Debian packages (skipped if p
 demo: build postgres-image ## run the PostgreSQL tutorial step by step on a throwaway agent
 	testdata/demo.sh
 
-lint: ## gofmt, go vet and staticcheck
+lint: ## gofmt, go vet, staticcheck, errcheck and function length
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...
+	@# Every error is checked, or assigned to _ with a comment saying why going
+	@# on is safe; errcheck_excludes.txt lists the few calls left alone, each
+	@# for a reason. Test code is not checked.
+	$(GO) run $(ERRCHECK) -ignoretests -exclude errcheck_excludes.txt ./...
+	@# Functions of the loop's package and of Marathon's JSON stay under 120 lines.
+	$(GO) run ./internal/funclen -max 120 agent agent/marathon
 
 fuzz: ## fuzz the app decoder, the id validator and the HTTP API for FUZZTIME each (default 1m)
 	$(GO) test ./agent/marathon -run '^$$' -fuzz FuzzParse -fuzztime $${FUZZTIME:-1m}

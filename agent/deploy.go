@@ -47,6 +47,8 @@ func (a *Agent) startDeployment(ap *app, steps [][]string, previous *appRecord, 
 		Previous:    previous,
 	}
 	if err := a.store.Put(kindDeployments, d.ID, d); err != nil {
+		// Going on is safe: the app record holds the change; without this
+		// record a restart only forgets that a deployment was under way.
 		a.log.Error().Err(err).Msg("persist deployment")
 	}
 	a.fail("store.put.deployment")
@@ -77,6 +79,8 @@ func (a *Agent) finishDeployment(ap *app, success bool) {
 	}
 	delete(a.deployments, d.ID)
 	if err := a.store.Delete(kindDeployments, d.ID); err != nil {
+		// Going on is safe: a record left behind only shows the deployment
+		// again after a restart, until its app settles; nothing acts on it.
 		a.log.Error().Err(err).Msg("delete deployment")
 	}
 	typ := "deployment_success"

@@ -102,55 +102,14 @@ func (a *Agent) onSync(reason string, list []sandbox.Container, err error, took 
 		case found && c.State == "created" && t.State == TaskStaging:
 			a.touchInstance(inst) // step finishes the launch: start it
 		case t.State == TaskKilling:
-			code := c.ExitCode
-			t.ExitCode = &code
-			t.State = TaskKilled
-			t.EndedAt = time.Now().UTC()
-			t.Message = "Task killed: " + t.KillReason
-			// Going on when this save fails is safe: the record keeps the
-			// task KILLING and the next start records the kill again.
-			_ = a.saveInstance(inst)
-			if ap != nil {
-				a.emitStatus(ap, inst, t)
-			}
-			a.touchInstance(inst)
-			if found {
-				a.cleanup(inst, t)
-			}
+			a.syncKilled(ap, inst, c, found)
 		case t.State == TaskStaging && !found:
 			a.touchInstance(inst) // step finishes the launch: create it
 		default:
 			// The container stopped or vanished while nobody watched.
-			if ap == nil {
-				continue
-			}
-			msg := "Executor terminated"
-			if !first {
-				msg = "Container stopped while its events were missed"
-			}
-			a.stopHealth(inst)
-			t.State = TaskFailed
-			t.Message = msg
-			t.EndedAt = time.Now().UTC()
-			if found && c.Detailed {
-				code := c.ExitCode
-				t.ExitCode = &code
-				if !c.FinishedAt.IsZero() {
-					t.EndedAt = c.FinishedAt.UTC()
-				}
-			}
-			ap.delay.fail(time.Now(), ap.spec)
-			a.recordFailure(ap, inst, t)
-			// Going on when this save fails is safe: the relaunch saves the
-			// next task before it starts, and a restart before that finds
-			// this one's container gone again.
-			_ = a.saveInstance(inst)
-			a.emitStatus(ap, inst, t)
-			a.log.Warn().Str("task_id", t.ID).Str("reason", msg).Msg("task lost its container; relaunching in place")
-			relaunched++
-			a.touchInstance(inst)
-			if found {
-				a.cleanup(inst, t)
+			if ap != nil {
+				a.syncLost(ap, inst, c, found, first)
+				relaunched++
 			}
 		}
 	}
@@ -170,6 +129,61 @@ func (a *Agent) onSync(reason string, list []sandbox.Container, err error, took 
 		a.bus.publish("mesolite_recovered_event", map[string]any{
 			"adopted": adopted, "relaunched": relaunched, "orphans": orphans, "unreadable": len(a.aside),
 		})
+	}
+}
+
+// syncKilled records the end of a task a kill was stopping (KILLING) and
+// whose container is stopped or gone.
+func (a *Agent) syncKilled(ap *app, inst *instance, c sandbox.Container, found bool) {
+	t := inst.task()
+	code := c.ExitCode
+	t.ExitCode = &code
+	t.State = TaskKilled
+	t.EndedAt = time.Now().UTC()
+	t.Message = "Task killed: " + t.KillReason
+	// Going on when this save fails is safe: the record keeps the task
+	// KILLING and the next start records the kill again.
+	_ = a.saveInstance(inst)
+	if ap != nil {
+		a.emitStatus(ap, inst, t)
+	}
+	a.touchInstance(inst)
+	if found {
+		a.cleanup(inst, t)
+	}
+}
+
+// syncLost records that an active task's container stopped or vanished
+// while nobody watched: TASK_FAILED ("Executor terminated" after an agent
+// restart); step relaunches it in place.
+func (a *Agent) syncLost(ap *app, inst *instance, c sandbox.Container, found, first bool) {
+	t := inst.task()
+	msg := "Executor terminated"
+	if !first {
+		msg = "Container stopped while its events were missed"
+	}
+	a.stopHealth(inst)
+	t.State = TaskFailed
+	t.Message = msg
+	t.EndedAt = time.Now().UTC()
+	if found && c.Detailed {
+		code := c.ExitCode
+		t.ExitCode = &code
+		if !c.FinishedAt.IsZero() {
+			t.EndedAt = c.FinishedAt.UTC()
+		}
+	}
+	ap.delay.fail(time.Now(), ap.spec)
+	a.recordFailure(ap, inst, t)
+	// Going on when this save fails is safe: the relaunch saves the next
+	// task before it starts, and a restart before that finds this one's
+	// container gone again.
+	_ = a.saveInstance(inst)
+	a.emitStatus(ap, inst, t)
+	a.log.Warn().Str("task_id", t.ID).Str("reason", msg).Msg("task lost its container; relaunching in place")
+	a.touchInstance(inst)
+	if found {
+		a.cleanup(inst, t)
 	}
 }
 

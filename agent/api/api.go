@@ -484,7 +484,7 @@ func (s *Server) killAppTasks(w http.ResponseWriter, r *http.Request, id, taskID
 			writeJSON(w, http.StatusNotFound, msg(fmt.Sprintf("Task '%s' does not exist", taskID)))
 			return
 		}
-		writeJSON(w, http.StatusOK, map[string]any{"task": renderTask1(r, tasks[0])})
+		writeJSON(w, http.StatusOK, map[string]any{"task": renderOneTask(r, tasks[0])})
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"tasks": renderTasks(r, tasks)})
@@ -771,7 +771,8 @@ func renderTasks(r *http.Request, tasks []*agent.TaskView) any {
 	return renderTaskList(tasks, embeds(r.URL.Query())["mesolite"])
 }
 
-func renderTask1(r *http.Request, t *agent.TaskView) any {
+// renderOneTask renders one task, with mesolite's fields when asked.
+func renderOneTask(r *http.Request, t *agent.TaskView) any {
 	if embeds(r.URL.Query())["mesolite"] {
 		return renderMesoliteTask(t)
 	}

@@ -205,7 +205,11 @@ func dockerAgentMain(args []string) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	defer st.Close()
+	defer func() {
+		if err := st.Close(); err != nil {
+			fmt.Fprintln(os.Stderr, "close store:", err)
+		}
+	}()
 	log := zerolog.New(os.Stderr).Level(zerolog.InfoLevel).With().Timestamp().Logger()
 	a, err := agent.New(agent.Config{Cpus: 64, MemMiB: 65536, DiskMiB: 1e6, Version: "bench", Logger: log}, st,
 		func(l sandbox.Layout) (agent.Runtime, error) {

@@ -117,7 +117,7 @@ func run() int {
 		fmt.Fprintf(os.Stderr, "mesolite-bench: docker client: %v\n", err)
 		return 1
 	}
-	defer dc.Close()
+	defer func() { _ = dc.Close() }() // idle connections only; the program ends
 	vctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	v, err := dc.ServerVersion(vctx)
 	cancel()

@@ -152,7 +152,11 @@ func serveAgent(cfg fileConfig, log zerolog.Logger) error {
 	if err != nil {
 		return err
 	}
-	defer st.Close()
+	defer func() {
+		if err := st.Close(); err != nil {
+			log.Error().Err(err).Msg("close the store")
+		}
+	}()
 
 	cpus, mem, disk := machineResources(st.WorkDir())
 	if cfg.Resources.Cpus > 0 {
