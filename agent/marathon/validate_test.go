@@ -86,6 +86,9 @@ func TestValidate(t *testing.T) {
 		{name: "supported docker parameter", overlay: docker(`"parameters":[{"key":"label","value":"a=b"},{"key":"init","value":"true"}]`)},
 		{name: "unsupported docker parameter", overlay: docker(`"parameters":[{"key":"label","value":"a=b"},{"key":"cap-add","value":"ALL"}]`), path: "/container/docker/parameters(1)/key", msg: `docker parameter "cap-add" is not supported`},
 		{name: "docker parameter listed as unsupported", overlay: docker(`"parameters":[{"key":"log-driver","value":"none"}]`), path: "/container/docker/parameters(0)/key", msg: "not supported"},
+		{name: "docker parameter with a bad value", overlay: docker(`"parameters":[{"key":"label","value":"a=b"},{"key":"shm-size","value":"lots"}]`), path: "/container/docker/parameters(1)/value", msg: `shm-size: "lots" is not a size`},
+		{name: "docker parameter with a reserved label", overlay: docker(`"parameters":[{"key":"label","value":"mesolite.app_id=/x"}]`), path: "/container/docker/parameters(0)/value", msg: "reserved"},
+		{name: "docker parameter with a bad ulimit", overlay: docker(`"parameters":[{"key":"ulimit","value":"nofile=10:5"}]`), path: "/container/docker/parameters(0)/value", msg: "soft <= hard"},
 
 		// persistent volumes (SPEC §2)
 		{name: "persistent volume", overlay: pv(`{"containerPath":"logs","persistent":{"size":1,"type":"root"}}`)},
