@@ -127,7 +127,7 @@ type Agent struct {
 	recovery       Recovery
 	aside          []store.SetAside
 	wakeups        map[string]time.Time // app id -> pending backoff wake-up
-	taskIndex      map[string]*instance // current task id -> instance
+	taskIndex      taskIndex
 	usage          usage
 	publishPending bool // a deferred publish is due (publishSoon)
 
@@ -156,7 +156,7 @@ func New(cfg Config, st *store.Store, newRuntime func(sandbox.Layout) (Runtime, 
 		dirtyInstances: map[string]bool{},
 		orphans:        map[string]time.Time{},
 		wakeups:        map[string]time.Time{},
-		taskIndex:      map[string]*instance{},
+		taskIndex:      taskIndex{},
 		launchSlots:    make(chan struct{}, maxParallelLaunches),
 	}
 	if err := a.restore(); err != nil {
@@ -207,7 +207,7 @@ func (a *Agent) restore() error {
 		if err := json.Unmarshal(data, &rec); err != nil {
 			return err
 		}
-		ap, err := a.appFromRecord(rec)
+		ap, err := appFromRecord(rec)
 		if err != nil {
 			return err
 		}
@@ -272,7 +272,7 @@ func (a *Agent) restore() error {
 		a.dirtyApps[ap.id()] = true
 	}
 	for _, inst := range a.instances {
-		a.indexTask(inst)
+		a.taskIndex.add(inst)
 	}
 	return nil
 }
@@ -316,7 +316,7 @@ func versionAfter(v string, t time.Time) bool {
 	return err == nil && vt.After(t)
 }
 
-func (a *Agent) appFromRecord(rec appRecord) (*app, error) {
+func appFromRecord(rec appRecord) (*app, error) {
 	spec, doc, err := marathon.Decode(rec.Definition)
 	if err != nil {
 		return nil, fmt.Errorf("app %s: %w", rec.ID, err)

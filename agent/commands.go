@@ -14,9 +14,6 @@ import (
 	"github.com/mesolite/mesolite/agent/marathon"
 )
 
-// Options returns the validation options of this agent.
-func (a *Agent) Options() marathon.Options { return a.opts }
-
 // CreateApp adds an app from its JSON definition and starts deploying it.
 // It returns the new app and its deployment. Errors: marathon's
 // *SyntaxError and *ValidationError, ErrConflict for an app of that id,
@@ -149,7 +146,7 @@ func (a *Agent) UpdateApp(ctx context.Context, id string, body []byte, opts Upda
 		if ap.rec.Deleting {
 			return updated{}, &LockedError{Deployments: []string{ap.deployID}}
 		}
-		if err := a.checkLock(ap, opts.Force); err != nil {
+		if err := checkLock(ap, opts.Force); err != nil {
 			return updated{}, err
 		}
 		doc := upd
@@ -249,7 +246,7 @@ func (a *Agent) RollbackApp(ctx context.Context, id, version string, force bool)
 		if ap == nil {
 			return DeploymentResult{}, appNotFound(canon)
 		}
-		if err := a.checkLock(ap, force); err != nil {
+		if err := checkLock(ap, force); err != nil {
 			return DeploymentResult{}, err
 		}
 		old, err := a.versionRecord(canon, version)
@@ -276,7 +273,7 @@ func (a *Agent) RestartApp(ctx context.Context, id string, force bool) (Deployme
 		if ap == nil || ap.rec.Deleting {
 			return DeploymentResult{}, appNotFound(canon)
 		}
-		if err := a.checkLock(ap, force); err != nil {
+		if err := checkLock(ap, force); err != nil {
 			return DeploymentResult{}, err
 		}
 		return a.changeApp(ap, ap.doc, "restart")
@@ -300,7 +297,7 @@ func (a *Agent) DeleteApp(ctx context.Context, id string, force bool) (Deploymen
 			d := a.deployments[ap.deployID]
 			return DeploymentResult{DeploymentID: d.ID, Version: d.Version}, nil
 		}
-		if err := a.checkLock(ap, force); err != nil {
+		if err := checkLock(ap, force); err != nil {
 			return DeploymentResult{}, err
 		}
 		return a.removeApp(ap, "app removal started")
@@ -417,7 +414,7 @@ func (a *Agent) killAndScale(found []*instance, force bool) (*DeploymentResult, 
 	}
 	sort.Strings(appIDs)
 	for _, id := range appIDs {
-		if err := a.checkLock(a.apps[id], force); err != nil {
+		if err := checkLock(a.apps[id], force); err != nil {
 			return nil, err
 		}
 	}

@@ -62,7 +62,7 @@ func (a *Agent) startDeployment(ap *app, steps [][]string, previous *appRecord, 
 
 // checkLock refuses a change to an app with a deployment in progress,
 // unless forced.
-func (a *Agent) checkLock(ap *app, force bool) error {
+func checkLock(ap *app, force bool) error {
 	if ap.deployID != "" && !force {
 		return &LockedError{Deployments: []string{ap.deployID}}
 	}

@@ -63,13 +63,17 @@ func (a *Agent) startHealth(ap *app, inst *instance) {
 			index: i, check: hc, dockerID: t.DockerID, startedAt: t.StartedAt,
 			succeeded: !t.Health[i].FirstSuccess.IsZero(),
 		}
-		addr, err := a.checkAddr(ap, inst, hc)
+		addr, err := checkAddr(ap, inst, hc)
 		if err != nil && hc.Protocol != marathon.ProtoCommand {
 			a.log.Error().Err(err).Str("task_id", taskID).Msg("health check has no address")
 			continue
 		}
 		target.addr = addr
-		a.goWork(func(context.Context) { a.runCheck(ctx, inst, taskID, gen, target) })
+		a.goWork(func(context.Context) {
+			target.run(ctx, a.rt.Exec, func(res checkResult) {
+				a.post(func() { a.onHealthResult(inst, taskID, gen, target.index, res) })
+			})
+		})
 	}
 }
 
@@ -87,7 +91,7 @@ func (a *Agent) stopHealth(inst *instance) {
 // port: Docker's proxy accepts connections on that port even when nothing
 // listens in the container. With host networking the process listens on
 // the host port itself.
-func (a *Agent) checkAddr(ap *app, inst *instance, hc marathon.HealthCheck) (string, error) {
+func checkAddr(ap *app, inst *instance, hc marathon.HealthCheck) (string, error) {
 	t := inst.task()
 	r := inst.rec.Reservation
 	spec := ap.spec
@@ -134,10 +138,14 @@ type checkResult struct {
 	cause   string
 }
 
-// runCheck checks a task until ctx ends: the first time right away (after
+// execFunc runs a command in a container: ContainerRuntime.Exec.
+type execFunc func(ctx context.Context, id string, cmd []string) (int, string, error)
+
+// run checks a task until ctx ends: the first time right away (after
 // delaySeconds for MESOS_ checks), every second until the first success
-// while the grace period lasts, then every intervalSeconds.
-func (a *Agent) runCheck(ctx context.Context, inst *instance, taskID string, gen int, tg checkTarget) {
+// while the grace period lasts, then every intervalSeconds. report gets
+// each result.
+func (tg checkTarget) run(ctx context.Context, exec execFunc, report func(checkResult)) {
 	hc := tg.check
 	interval := time.Duration(hc.IntervalSeconds) * time.Second
 	grace := time.Duration(hc.GracePeriodSeconds) * time.Second
@@ -154,14 +162,14 @@ func (a *Agent) runCheck(ctx context.Context, inst *instance, taskID string, gen
 			return
 		case <-timer.C:
 		}
-		res := a.doCheck(ctx, tg)
+		res := tg.once(ctx, exec)
 		if ctx.Err() != nil {
 			return
 		}
 		if res.ok {
 			succeeded = true
 		}
-		a.post(func() { a.onHealthResult(inst, taskID, gen, tg.index, res) })
+		report(res)
 		next := interval
 		if !succeeded && time.Since(tg.startedAt) < grace {
 			next = min(interval, fastCheckInterval)
@@ -188,7 +196,8 @@ func alignedWait(d time.Duration) time.Duration {
 	return w
 }
 
-func (a *Agent) doCheck(ctx context.Context, tg checkTarget) checkResult {
+// once checks the target once.
+func (tg checkTarget) once(ctx context.Context, exec execFunc) checkResult {
 	hc := tg.check
 	timeout := time.Duration(hc.TimeoutSeconds) * time.Second
 	ctx, cancel := context.WithTimeout(ctx, timeout)
@@ -234,7 +243,7 @@ func (a *Agent) doCheck(ctx context.Context, tg checkTarget) checkResult {
 		}
 		return checkResult{cause: status}
 	case marathon.ProtoCommand:
-		code, out, err := a.rt.Exec(ctx, tg.dockerID, []string{"/bin/sh", "-c", hc.Command.Value})
+		code, out, err := exec(ctx, tg.dockerID, []string{"/bin/sh", "-c", hc.Command.Value})
 		if err != nil {
 			return checkResult{cause: "run command: " + err.Error()}
 		}

@@ -48,14 +48,14 @@ func (a *Agent) reconcileApp(ap *app) {
 
 // outdated reports whether an instance's task runs an older configuration
 // than the app's.
-func (a *Agent) outdated(ap *app, inst *instance) bool {
+func outdated(ap *app, inst *instance) bool {
 	t := inst.task()
 	return t != nil && t.active() && t.ConfigVersion.Before(ap.rec.LastConfigChangeAt)
 }
 
 // serving reports whether an instance's task is running at any version
 // and, if the app checks health, healthy.
-func (a *Agent) serving(ap *app, inst *instance) bool {
+func serving(ap *app, inst *instance) bool {
 	t := inst.task()
 	if t == nil || t.State != TaskRunning {
 		return false
@@ -96,7 +96,7 @@ func (a *Agent) scaleResident(ap *app, active, stopped []*instance) {
 		active, _ = a.grow(ap, active, want)
 	}
 	if len(active) > want {
-		for _, inst := range a.victims(ap, active, len(active)-want) {
+		for _, inst := range victims(ap, active, len(active)-want) {
 			a.setGoal(inst, GoalStopped)
 			active = remove(active, inst)
 		}
@@ -104,10 +104,10 @@ func (a *Agent) scaleResident(ap *app, active, stopped []*instance) {
 	var old []*instance
 	servingCount, pending := 0, 0
 	for _, inst := range active {
-		if a.outdated(ap, inst) {
+		if outdated(ap, inst) {
 			old = append(old, inst)
 		}
-		if a.serving(ap, inst) {
+		if serving(ap, inst) {
 			servingCount++
 		} else {
 			pending++
@@ -115,7 +115,7 @@ func (a *Agent) scaleResident(ap *app, active, stopped []*instance) {
 	}
 	minHealthy := int(math.Ceil(float64(want) * ap.spec.UpgradeStrategy.MinimumHealthCapacity))
 	busy := func(inst *instance) bool { return inst.busy != "" || inst.task().State == TaskKilling }
-	a.replaceOld(ap, old, servingCount-minHealthy, pending, busy, func(inst *instance) {
+	replaceOld(ap, old, servingCount-minHealthy, pending, busy, func(inst *instance) {
 		inst.restartFor = "restart"
 		a.kill(inst, "replaced by version "+formatTime(ap.rec.Version))
 	})
@@ -131,15 +131,15 @@ func (a *Agent) scaleEphemeral(ap *app, active []*instance) {
 	servingCount := 0
 	currentPending := 0
 	for _, inst := range active {
-		if a.outdated(ap, inst) {
+		if outdated(ap, inst) {
 			old = append(old, inst)
 		} else {
 			current = append(current, inst)
-			if !a.serving(ap, inst) {
+			if !serving(ap, inst) {
 				currentPending++
 			}
 		}
-		if a.serving(ap, inst) {
+		if serving(ap, inst) {
 			servingCount++
 		}
 	}
@@ -156,14 +156,14 @@ func (a *Agent) scaleEphemeral(ap *app, active []*instance) {
 		current, added = a.grow(ap, current, limit)
 		currentPending += added
 		never := func(*instance) bool { return false }
-		a.replaceOld(ap, old, servingCount-minHealthy, currentPending, never, func(inst *instance) {
+		replaceOld(ap, old, servingCount-minHealthy, currentPending, never, func(inst *instance) {
 			a.setGoal(inst, GoalDecommissioned)
 		})
 	} else {
 		current, _ = a.grow(ap, current, want)
 	}
 	if len(current) > want {
-		for _, inst := range a.victims(ap, current, len(current)-want) {
+		for _, inst := range victims(ap, current, len(current)-want) {
 			a.setGoal(inst, GoalDecommissioned)
 		}
 	}
@@ -190,19 +190,19 @@ func (a *Agent) grow(ap *app, list []*instance, n int) ([]*instance, int) {
 // and nothing new is pending, one goes anyway so the change makes
 // progress. Old instances that do not serve go first; skip leaves one
 // alone this round.
-func (a *Agent) replaceOld(ap *app, old []*instance, canKill, pending int, skip func(*instance) bool, replace func(*instance)) {
+func replaceOld(ap *app, old []*instance, canKill, pending int, skip func(*instance) bool, replace func(*instance)) {
 	if len(old) == 0 {
 		return
 	}
 	if canKill < 1 && pending == 0 {
 		canKill = 1
 	}
-	sort.SliceStable(old, func(i, j int) bool { return !a.serving(ap, old[i]) && a.serving(ap, old[j]) })
+	sort.SliceStable(old, func(i, j int) bool { return !serving(ap, old[i]) && serving(ap, old[j]) })
 	for _, inst := range old {
 		if skip(inst) {
 			continue
 		}
-		if a.serving(ap, inst) {
+		if serving(ap, inst) {
 			if canKill <= 0 {
 				break
 			}
@@ -214,7 +214,7 @@ func (a *Agent) replaceOld(ap *app, old []*instance, canKill, pending int, skip 
 
 // victims picks n instances to stop, as Marathon does: not yet running
 // ones first, then by the app's killSelection (YOUNGEST_FIRST by default).
-func (a *Agent) victims(ap *app, list []*instance, n int) []*instance {
+func victims(ap *app, list []*instance, n int) []*instance {
 	c := append([]*instance(nil), list...)
 	weight := func(inst *instance) int {
 		t := inst.task()
@@ -499,7 +499,7 @@ func (a *Agent) decommission(ap *app, inst *instance) {
 	}
 	a.fail("store.delete.instance")
 	a.stopHealth(inst)
-	a.unindexTask(inst)
+	a.taskIndex.remove(inst)
 	delete(a.instances, inst.id())
 	if r != nil {
 		for _, v := range r.Volumes {
@@ -593,7 +593,7 @@ func (a *Agent) appSettled(ap *app) bool {
 		t := inst.task()
 		switch inst.rec.Goal {
 		case GoalRunning:
-			if t == nil || t.State != TaskRunning || a.outdated(ap, inst) || !a.serving(ap, inst) {
+			if t == nil || t.State != TaskRunning || outdated(ap, inst) || !serving(ap, inst) {
 				return false
 			}
 			if t.ConfigVersion.Before(ap.rec.LastConfigChangeAt) {

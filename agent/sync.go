@@ -217,7 +217,7 @@ func (a *Agent) adopt(inst *instance, c sandbox.Container) {
 			a.emitStatus(ap, inst, t)
 		}
 	}
-	a.indexTask(inst)
+	a.taskIndex.add(inst)
 	a.log.Info().Str("task_id", t.ID).Str("container_id", shortID(c.ID)).Msg("container adopted")
 	if ap != nil {
 		a.watchTask(ap, inst)
@@ -309,16 +309,20 @@ func (a *Agent) onDockerEvent(ev sandbox.Event) {
 	}
 }
 
-// indexTask maps the instance's current task id to it, for events.
-func (a *Agent) indexTask(inst *instance) {
+// taskIndex maps current task ids to their instances, for events.
+type taskIndex map[string]*instance
+
+// add indexes the instance's current task.
+func (x taskIndex) add(inst *instance) {
 	if t := inst.task(); t != nil {
-		a.taskIndex[t.ID] = inst
+		x[t.ID] = inst
 	}
 }
 
-func (a *Agent) unindexTask(inst *instance) {
+// remove drops the instance's current task.
+func (x taskIndex) remove(inst *instance) {
 	if t := inst.task(); t != nil {
-		delete(a.taskIndex, t.ID)
+		delete(x, t.ID)
 	}
 }
 

@@ -58,7 +58,7 @@ func (a *Agent) launch(ap *app, inst *instance) {
 	if prevTask != nil {
 		delete(a.taskIndex, prevTask.ID)
 	}
-	a.indexTask(inst)
+	a.taskIndex.add(inst)
 	a.gcSandboxes(inst)
 	a.touchInstance(inst)
 	a.emitStatus(ap, inst, t)
@@ -377,10 +377,11 @@ func (a *Agent) kill(inst *instance, reason string) {
 	if ref == "" {
 		ref = sandbox.ContainerName(t.ContainerID)
 	}
-	grace := a.cfg.KillGracePeriod
-	if ap != nil && ap.spec.TaskKillGracePeriodSeconds != nil {
-		grace = time.Duration(*ap.spec.TaskKillGracePeriodSeconds * float64(time.Second))
+	var spec *marathon.App
+	if ap != nil {
+		spec = ap.spec
 	}
+	grace := a.cfg.killGrace(spec)
 	logs, dir := inst.logs, t.SandboxDir
 	a.goWork(func(ctx context.Context) {
 		err := a.rt.Stop(ctx, ref, grace)
@@ -472,10 +473,11 @@ func (a *Agent) removeSandboxes(ctx context.Context, taskIDs []string) {
 	}
 }
 
-// killGrace is the grace period of an app's tasks.
-func (a *Agent) killGrace(spec *marathon.App) time.Duration {
+// killGrace is the grace period of an app's tasks: the app's
+// taskKillGracePeriodSeconds, else the configured default.
+func (c *Config) killGrace(spec *marathon.App) time.Duration {
 	if spec != nil && spec.TaskKillGracePeriodSeconds != nil {
 		return time.Duration(*spec.TaskKillGracePeriodSeconds * float64(time.Second))
 	}
-	return a.cfg.KillGracePeriod
+	return c.KillGracePeriod
 }

@@ -29,7 +29,7 @@ func (a *Agent) taskSpec(ap *app, inst *instance, t *Task) (*sandbox.TaskSpec, e
 		SandboxDir:  t.SandboxDir,
 		CPUShares:   max(2, int64(math.Round(spec.Cpus*1024))),
 		MemoryBytes: int64(max(32, spec.Mem)) << 20,
-		StopTimeout: int(math.Ceil(a.killGrace(spec).Seconds())),
+		StopTimeout: int(math.Ceil(a.cfg.killGrace(spec).Seconds())),
 	}
 	ts.MemorySwap = ts.MemoryBytes
 	if a.cfg.CPUQuota && spec.Cpus > 0 {

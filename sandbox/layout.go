@@ -86,12 +86,17 @@ func (l Layout) CreateSandbox(taskID, containerID string, mountPoints []string) 
 	// one, never none.
 	runs := filepath.Dir(dir)
 	tmp := filepath.Join(runs, ".latest.tmp-"+containerID)
-	_ = os.Remove(tmp)
+	_ = os.Remove(tmp) // a leftover of a crash; Symlink says if it is still there
 	if err := os.Symlink(containerID, tmp); err != nil {
 		return "", fmt.Errorf("link latest run: %w", err)
 	}
 	if err := os.Rename(tmp, filepath.Join(runs, "latest")); err != nil {
-		_ = os.Remove(tmp)
+		_ = os.Remove(tmp) // a stray temporary link is replaced by the next run
+		// Another preparation of the same run got there first (a launch a
+		// crash interrupted, finishing while recovery prepares again).
+		if l, lerr := os.Readlink(filepath.Join(runs, "latest")); lerr == nil && l == containerID {
+			return dir, nil
+		}
 		return "", fmt.Errorf("link latest run: %w", err)
 	}
 	return dir, nil
