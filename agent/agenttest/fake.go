@@ -52,7 +52,7 @@ type Runtime struct {
 	// RunHook, when set, runs at the start of Run and may fail it.
 	RunHook func(spec *sandbox.TaskSpec) error
 	// failpoint, when set, is called with "docker.create" between creating
-	// a container and starting it, as sandbox.Docker's Failpoint.
+	// a container and starting it, as the Docker runtime's Failpoint.
 	failpoint func(point string)
 	runs      int
 }

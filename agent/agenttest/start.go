@@ -10,6 +10,8 @@ import (
 	"github.com/mesolite/mesolite/store"
 )
 
+var _ agent.Runtime = (*Runtime)(nil)
+
 // Agent is a real agent over the fake runtime, running in a work
 // directory: what the agent's, the API's and the CLI's tests and the
 // benchmarks start.

@@ -541,7 +541,7 @@ func (s *Server) listTasks(w http.ResponseWriter, r *http.Request) {
 }
 
 // writePlainTasks answers {"tasks":[…]} with Marathon's fields of each
-// task, as writeJSON would, from each view's JSON made once (PlainJSON):
+// task, as writeJSON would, from each view's JSON made once (plainTaskJSON):
 // with a thousand tasks, encoding them all again on every request was most
 // of its time.
 func writePlainTasks(w http.ResponseWriter, tasks []*agent.TaskView) {

@@ -118,6 +118,6 @@ func addNotes(r *Report) {
 		}
 	}
 	t.WriteString("\nUnder load (load average ≈10 from other work on the machine), scaling one app 0 → 50 took 755 s with 26 launches failed on Docker timeouts and retried with backoff before the launch limit, and 59–88 s with none after it.\n\n")
-	t.WriteString("Files: `agent/health.go` (alignedWait, httpGet, publishSoon; a dialer without keep-alive probes), `agent/view.go` (the launch queue in publish; TaskView.PlainJSON), `agent/api/api.go` (writePlainTasks), `agent/tasks.go` and `agent/agent.go` (launch slots, publishPending), `agent/reconcile.go` (volume use forgotten with its instance).")
+	t.WriteString("Files: `agent/health.go` (alignedWait, httpGet, publishSoon; a dialer without keep-alive probes), `agent/view.go` (the launch queue in publish; TaskView.Memo), `agent/api/api.go` and `agent/api/render.go` (writePlainTasks, plainTaskJSON), `agent/tasks.go` and `agent/agent.go` (launch slots, publishPending), `agent/reconcile.go` (volume use forgotten with its instance).")
 	r.Notes = append(r.Notes, t.String())
 }
