@@ -418,7 +418,7 @@ func call[T any](a *Agent, ctx context.Context, fn func() (T, error)) (T, error)
 		ch <- result{v, err}
 	}:
 	case <-ctx.Done():
-		return zero, &Error{Class: ErrUnavailable, Msg: "request cancelled: " + ctx.Err().Error()}
+		return zero, &Error{Class: ErrUnavailable, Msg: "request cancelled: " + ctx.Err().Error(), Err: ctx.Err()}
 	case <-a.ctx.Done():
 		return zero, errorf(ErrUnavailable, "the agent is shutting down")
 	}
@@ -426,7 +426,7 @@ func call[T any](a *Agent, ctx context.Context, fn func() (T, error)) (T, error)
 	case r := <-ch:
 		return r.v, r.err
 	case <-ctx.Done():
-		return zero, &Error{Class: ErrUnavailable, Msg: "request cancelled: " + ctx.Err().Error()}
+		return zero, &Error{Class: ErrUnavailable, Msg: "request cancelled: " + ctx.Err().Error(), Err: ctx.Err()}
 	case <-a.ctx.Done():
 		return zero, errorf(ErrUnavailable, "the agent is shutting down")
 	}

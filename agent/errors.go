@@ -31,9 +31,13 @@ var (
 type Error struct {
 	Class error
 	Msg   string
+	Err   error // the cause, if any
 }
 
 func (e *Error) Error() string { return e.Msg }
+
+// Unwrap returns the cause.
+func (e *Error) Unwrap() error { return e.Err }
 
 // Is makes the error match its class.
 func (e *Error) Is(target error) bool { return target == e.Class }
