@@ -21,6 +21,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/mesolite/mesolite/agent"
+	"github.com/mesolite/mesolite/agent/api/ui"
 	"github.com/mesolite/mesolite/agent/marathon"
 )
 
@@ -86,6 +87,16 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if p == "" {
 			p = "/"
 		}
+	}
+	// The dashboard (package ui): static files, public as /ping is; what it
+	// shows it reads from the API below, with the same token.
+	if ui.Serves(p) {
+		ui.Serve(sw, r, p)
+		return
+	}
+	if p == "/" && ui.WantsHTML(r) {
+		http.Redirect(sw, r, strings.TrimSuffix(r.URL.Path, "/")+ui.Prefix, http.StatusFound)
+		return
 	}
 	if p != "/ping" && !s.authorized(r) {
 		// DC/OS answers with its scheme, which the DC/OS CLI reads.
