@@ -357,13 +357,13 @@ func TestUIBrowser(t *testing.T) {
 	b.screenshot("create-422")
 	disallow()
 
-	// The example picker fills in the test app; create it.
-	js[bool](b, `(() => { const s = document.querySelector('#example'); s.value = 'examples/testapp.json';
-		s.dispatchEvent(new Event('change')); return true; })()`)
-	b.waitFor("the example in the editor", `document.querySelector('#json-editor').value.includes('"/testapp"') && !document.querySelector('#editor-errors li')`, 10*time.Second)
+	// The empty apps page offers the test app; create it.
+	b.click(`a[data-nav="apps"]`)
+	b.click(`#try-testapp`)
+	b.waitFor("testdata/testapp.marathon.json in the editor", `document.querySelector('#json-editor')?.value === `+q(string(raw))+` && !document.querySelector('#editor-errors li')`, 10*time.Second)
 	b.click("#editor-submit")
 	b.waitFor("the app page", `location.hash === '#/app/testapp' && document.querySelector('#app-title')`, 10*time.Second)
-	b.waitFor("a healthy task", taskRow+`?.querySelector('.health .badge.healthy') && document.querySelector('#app-status').dataset.status === 'running'`, uiTimeout)
+	b.waitFor("a healthy task", taskRow+`?.querySelector('.health .badge.healthy') && document.querySelector('#app-status')?.dataset.status === 'running'`, uiTimeout)
 	if !js[bool](b, `window.noReload === true`) {
 		t.Fatal("the page reloaded")
 	}
@@ -380,10 +380,33 @@ func TestUIBrowser(t *testing.T) {
 	if code := httpPut(t, kv, "hello", 10*time.Second); code != http.StatusNoContent {
 		t.Fatalf("PUT %s: %d", kv, code)
 	}
+	// The port's link is the test app's page, which shows the key.
+	if href := js[string](b, taskRow+`.querySelector('td.ports a').href`); href != "http://127.0.0.1:"+port+"/" {
+		t.Errorf("the port links to %s", href)
+	} else if code, body := httpGet(t, href, 10*time.Second); code != http.StatusOK || !strings.Contains(body, "greeting") {
+		t.Errorf("GET %s: %d, the key not listed:\n%s", href, code, body)
+	}
+	// MESOLITE_UI_SCREENSHOT=docs/dashboard.png remakes the README's picture.
+	if out := os.Getenv("MESOLITE_UI_SCREENSHOT"); out != "" {
+		// A volume filling, measured (every 30 s), and no toast.
+		for i := range 3 {
+			httpPut(t, fmt.Sprintf("http://127.0.0.1:%s/kv/blob%d", port, i), strings.Repeat("x", 1<<20), 10*time.Second)
+		}
+		b.waitFor("the volume measured", `document.querySelector('#volumes .bar-label')?.textContent.includes('MiB of')`, 45*time.Second)
+		js[bool](b, `(document.querySelector('#toasts').replaceChildren(), true)`)
+		b.do("move the pointer away", chromedp.MouseEvent(chromedp.MouseMoved, 1, 1))
+		png, err := chromedp.Run(b.ctx, chromedp.CaptureScreenshot())
+		if err == nil {
+			err = os.WriteFile(out, png, 0o644)
+		}
+		if err != nil {
+			t.Errorf("README screenshot: %v", err)
+		}
+	}
 
 	// Stop: the task stays listed, stopped, without a start time.
 	b.click(`button[data-action="stop"]`)
-	b.waitFor("the stopped task", taskRow+`?.dataset.state === 'TASK_KILLED' && `+taskRow+`.querySelector('.started').textContent === 'not running' && document.querySelector('#app-status').dataset.status === 'suspended'`, uiTimeout)
+	b.waitFor("the stopped task", taskRow+`?.dataset.state === 'TASK_KILLED' && `+taskRow+`.querySelector('.started').textContent === 'not running' && document.querySelector('#app-status')?.dataset.status === 'suspended'`, uiTimeout)
 	if n := js[int](b, `document.querySelectorAll('#tasks-table tbody tr').length`); n != 1 {
 		t.Errorf("%d tasks listed after stop, want 1", n)
 	}
@@ -407,14 +430,14 @@ func TestUIBrowser(t *testing.T) {
 	// The log of the running task; the task crashes and the next
 	// incarnation's first line arrives in the same view.
 	b.click(`#tasks-table tbody tr a[data-action="log"]`)
-	b.waitFor("the log's first line", `document.querySelector('#log').textContent.includes('task='+`+q(task2)+`)`, 20*time.Second)
+	b.waitFor("the log's first line", `document.querySelector('#log')?.textContent.includes('task='+`+q(task2)+`)`, 20*time.Second)
 	resp, err := http.Post(kv[:strings.Index(kv, "/kv/")]+"/exit?code=3", "text/plain", nil)
 	if err != nil {
 		t.Fatalf("crash the task: %v", err)
 	}
 	resp.Body.Close()
 	task3 := inst + "._app.3"
-	b.waitFor("the next incarnation's line in the log", `document.querySelector('#log').textContent.includes('relaunched as '+`+q(task3)+`) && document.querySelector('#log').textContent.includes('task='+`+q(task3)+`)`, uiTimeout)
+	b.waitFor("the next incarnation's line in the log", `document.querySelector('#log')?.textContent.includes('relaunched as '+`+q(task3)+`) && document.querySelector('#log')?.textContent.includes('task='+`+q(task3)+`)`, uiTimeout)
 	b.screenshot("log-followed")
 
 	// Back on the app page: the failure is shown, and versions compare.

@@ -8,6 +8,7 @@
 //	GET  /kv/{key}      returns it, or 404
 //	POST /exit?code=N   exits with code N
 //	GET  /env           the environment as a JSON object
+//	GET  /              a page to read and write keys from a browser (page.go)
 //
 // With $NO_LISTEN=1 it never listens (a process that is alive but not
 // serving). It prints a line to stdout and one to stderr when it starts,
@@ -118,6 +119,7 @@ func main() {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(env)
 	})
+	addPage(mux, dataDir)
 	srv := &http.Server{Addr: listen, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	if err := srv.ListenAndServe(); err != nil {
 		fmt.Fprintf(os.Stderr, "testapp: %v\n", err)

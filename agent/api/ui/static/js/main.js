@@ -19,7 +19,7 @@ function route() {
   const parts = path.split('/').filter(Boolean).map(decodeURIComponent);
   switch (parts[0]) {
     case 'app': return { page: app, nav: 'apps', params: { id: '/' + parts.slice(1).join('/') }, title: parts.slice(1).join('/') };
-    case 'create': return { page: create, nav: 'create', params: {}, title: 'Create an app' };
+    case 'create': return { page: create, nav: 'create', params: { example: q.get('example') }, title: 'Create an app' };
     case 'edit': return { page: create, nav: 'apps', params: { id: '/' + parts.slice(1).join('/') }, title: 'Edit' };
     case 'log': return { page: log, nav: 'apps', params: { task: parts[1] || '', file: q.get('file') }, title: 'Log' };
     case 'agent': return { page: agent, nav: 'agent', params: {}, title: 'Agent' };
@@ -54,7 +54,7 @@ function showConn() {
   const el = $('conn');
   el.classList.toggle('live', state.live);
   el.classList.toggle('down', !state.live && state.loaded);
-  el.querySelector('.conn-text').textContent = state.live ? 'Live' : 'Reconnecting…';
+  el.querySelector('.conn-text').textContent = state.live ? 'Live' : state.loaded ? 'Reconnecting…' : 'Connecting…';
   el.title = state.live ? 'Receiving /v2/events' : 'The event stream is down; retrying';
   $('forget-token').hidden = !token();
 }

@@ -34,8 +34,9 @@ export function mount(root, params) {
   const volumes = h('section', { class: 'panel', id: 'volumes', 'aria-labelledby': 'vol-title' });
   const versions = h('section', { class: 'panel', id: 'versions', 'aria-labelledby': 'ver-title' });
   const definition = h('section', { class: 'panel', id: 'definition', 'aria-labelledby': 'def-title' });
-  root.append(head, alerts, deploys, h('div', { class: 'grid2' }, overview, volumes), h('div', { class: 'stack' }, tasks, versions, definition));
-  tasks.style.marginTop = '1.25rem';
+  const rest = h('div', { class: 'stack' }, tasks, deploys, versions, definition);
+  rest.style.marginTop = '1.25rem';
+  root.append(head, alerts, h('div', { class: 'grid2' }, overview, volumes), rest);
 
   const ver = versionsPanel(versions, id);
   const def = definitionPanel(definition);
@@ -192,7 +193,7 @@ function volumesPart(el, app) {
       const used = v.usedBytes;
       const frac = used >= 0 && size > 0 ? used / size : 0;
       const seg = { cls: `used${frac >= 1 ? ' full' : frac >= 0.9 ? ' warn' : ''}`, n: Math.min(used >= 0 ? used : 0, size) };
-      const label = used >= 0 ? `${bytes(used)} of ${mib(v.sizeMiB)} used (${Math.round(frac * 100)}%)` : `not measured yet, ${mib(v.sizeMiB)}`;
+      const label = used >= 0 ? `${bytes(used)} of ${mib(v.sizeMiB)} (${Math.round(frac * 100)}%)` : `${mib(v.sizeMiB)}, use measured every 30 s`;
       rows.push(h('div', { class: 'volume', dataset: { persistence: v.persistenceId } },
         h('h3', null, v.containerPath, h('span', { class: 'muted' }, ` · ${t.instanceId ? t.instanceId.slice(t.instanceId.indexOf('instance-')) : t.id}`)),
         h('div', { class: 'bar-wrap' }, bar([seg], size, label), h('span', { class: 'bar-label' }, label)),

@@ -37,7 +37,9 @@ export function mount(root) {
     if (!apps.length) {
       replace(table, h('div', { class: 'empty' },
         h('p', null, 'No apps yet.'),
-        h('a', { class: 'button primary', href: '#/create' }, '+ Create an app from JSON')));
+        h('div', { class: 'form-row', style: { justifyContent: 'center' } },
+          h('a', { class: 'button primary', href: '#/create?example=testapp', id: 'try-testapp' }, 'Try the test app: a key-value store on a persistent volume'),
+          h('a', { class: 'button', href: '#/create' }, '+ Create an app from JSON'))));
       return;
     }
     const rows = [];

@@ -8,8 +8,8 @@ import { toast } from '../actions.js';
 import { definitionOf } from './app.js';
 
 const examples = [
-  { file: 'examples/testapp.json', label: 'Test app: a key-value store on a persistent volume' },
-  { file: 'examples/postgres-offline.json', label: 'PostgreSQL 15 (image built by make postgres-image)' },
+  { name: 'testapp', file: 'examples/testapp.json', label: 'Test app: a key-value store on a persistent volume' },
+  { name: 'postgres', file: 'examples/postgres-offline.json', label: 'PostgreSQL 15 (image built by make postgres-image)' },
 ];
 
 const starter = `{
@@ -120,16 +120,20 @@ export function mount(root, params) {
     if (e.key === 'Enter' && (e.ctrlKey || e.metaKey)) { e.preventDefault(); form.requestSubmit(); }
   });
 
-  pick.addEventListener('change', async () => {
-    if (!pick.value) return;
+  async function insert(file) {
     try {
-      const res = await fetch(pick.value, { cache: 'no-store' });
+      const res = await fetch(file, { cache: 'no-store' });
+      if (!res.ok) throw new Error(`HTTP ${res.status}`);
       ta.value = await res.text();
       draft = ta.value;
       details = [];
       summary.textContent = '';
       paint();
     } catch (e) { toast('bad', `Cannot load the example: ${e.message}`); }
+  }
+  pick.addEventListener('change', async () => {
+    if (!pick.value) return;
+    await insert(pick.value);
     pick.value = '';
   });
 
@@ -188,7 +192,9 @@ export function mount(root, params) {
       }
       ta.value = app ? JSON.stringify(definitionOf(app), null, 2) + '\n' : '';
     } else {
-      ta.value = draft ?? starter;
+      const ex = examples.find((e) => e.name === params.example);
+      if (ex) await insert(ex.file);
+      else ta.value = draft ?? starter;
     }
     paint();
     ta.focus();
