@@ -589,6 +589,34 @@ func TestUIBrowserToken(t *testing.T) {
 	b.waitFor("the 422 at /cpus", `document.querySelector('#editor-errors li[data-path="/cpus"]')`, 10*time.Second)
 	disallow()
 
+	// Apps in a group show as a tree; one that does not fit waits, and
+	// says why.
+	for _, body := range []string{
+		`{"id": "/shop/db", "instances": 0, "container": {"type": "DOCKER", "docker": {"image": "mesolite/testapp:latest"}}}`,
+		`{"id": "/shop/big", "mem": 100000000, "cpus": 0.01, "container": {"type": "DOCKER", "docker": {"image": "mesolite/testapp:latest"}}}`,
+	} {
+		req, _ := http.NewRequest(http.MethodPost, p.url()+"/v2/apps", strings.NewReader(body))
+		req.Header.Set("Authorization", "token="+token)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusCreated {
+			t.Fatalf("POST /v2/apps %s: %d", body, resp.StatusCode)
+		}
+	}
+	b.click(`a[data-nav="apps"]`)
+	b.waitFor("the group and its apps", `document.querySelector('tr[data-group="/shop"] [aria-expanded="true"]') && document.querySelector('tr[data-app="/shop/db"]')?.dataset.status === 'suspended' && document.querySelector('tr[data-app="/shop/big"]')?.dataset.status === 'waiting'`, 20*time.Second)
+	b.screenshot("apps-group")
+	b.click(`tr[data-group="/shop"] button`)
+	b.waitFor("the group folded", `document.querySelector('tr[data-group="/shop"] [aria-expanded="false"]') && !document.querySelector('tr[data-app="/shop/db"]')`, 10*time.Second)
+	b.click(`tr[data-group="/shop"] button`)
+	b.click(`#apps-table a[href="#/app/shop/big"]`)
+	b.waitFor("why it waits", `document.querySelector('#alert-waiting')?.textContent.includes('insufficient mem')`, 20*time.Second)
+	b.screenshot("app-waiting")
+
 	// The agent page reads the status and volumes with the token; a
 	// reload keeps it (sessionStorage) and asks nothing.
 	b.navigate(p.url() + "/ui/#/agent")

@@ -1,12 +1,15 @@
 // What the pages derive from the API's answers.
 import { h, badge, bar } from './dom.js';
 
-// appStatus is Marathon's UI status of an app: deploying, delayed,
-// waiting, suspended or running, the first that applies.
+// appStatus is the status DC/OS's UI shows: delayed (a backoff delay
+// runs), waiting (an instance cannot be placed, and the agent says why),
+// deploying, waiting (queued), suspended or running, the first that
+// applies.
 export function appStatus(app, queued) {
-  if ((app.deployments || []).length) return 'deploying';
   if (queued && queued.delay && !queued.delay.overdue && delayLeft(queued) > 0) return 'delayed';
-  if (queued || app.waitingReason) return 'waiting';
+  if ((queued && queued.waitingReason) || app.waitingReason) return 'waiting';
+  if ((app.deployments || []).length) return 'deploying';
+  if (queued) return 'waiting';
   if (app.instances === 0 && (app.tasksRunning || 0) === 0) return 'suspended';
   return 'running';
 }
