@@ -324,6 +324,7 @@ func TestUIBrowser(t *testing.T) {
 	}
 	b.waitFor("the empty apps page, live", `document.querySelector('.empty') && document.querySelector('#conn.live')`, 20*time.Second)
 	b.screenshot("apps-empty")
+	b.accessible("apps page")
 	// Nothing below reloads the page: this mark would be gone.
 	js[bool](b, `window.noReload = true`)
 
@@ -355,6 +356,7 @@ func TestUIBrowser(t *testing.T) {
 		}
 	}
 	b.screenshot("create-422")
+	b.accessible("create page")
 	disallow()
 
 	// The empty apps page offers the test app; create it.
@@ -369,6 +371,7 @@ func TestUIBrowser(t *testing.T) {
 	}
 	b.waitFor("the deployment done", `document.querySelector('.deploy[data-result="success"]')`, 20*time.Second)
 	b.screenshot("app-healthy")
+	b.accessible("app page")
 
 	task1 := js[string](b, taskRow+`.dataset.task`)
 	inst := js[string](b, taskRow+`.dataset.instance`)
@@ -439,6 +442,7 @@ func TestUIBrowser(t *testing.T) {
 	task3 := inst + "._app.3"
 	b.waitFor("the next incarnation's line in the log", `document.querySelector('#log')?.textContent.includes('relaunched as '+`+q(task3)+`) && document.querySelector('#log')?.textContent.includes('task='+`+q(task3)+`)`, uiTimeout)
 	b.screenshot("log-followed")
+	b.accessible("log page")
 
 	// Back on the app page: the failure is shown, and versions compare.
 	b.click(`.crumbs a[href="#/app/testapp"]`)
@@ -460,7 +464,16 @@ func TestUIBrowser(t *testing.T) {
 	oldVolume := vols.Volumes[0].Path
 	b.click(`#tasks-table tbody tr button[data-action="wipe"]`)
 	b.waitFor("the wipe confirmation naming the volume", `document.querySelector('#confirm-dialog').open && document.querySelector('#confirm-body').textContent.includes(`+q(oldVolume)+`)`, 10*time.Second)
+	// Escape, as any dialog, cancels: nothing is wiped.
+	b.do("press Escape", chromedp.KeyEvent("\x1b"))
+	b.waitFor("the dialog closed", `!document.querySelector('#confirm-dialog').open`, 5*time.Second)
+	if _, err := os.Stat(oldVolume); err != nil {
+		t.Fatalf("Escape on the confirmation: the volume is gone: %v", err)
+	}
+	b.click(`#tasks-table tbody tr button[data-action="wipe"]`)
+	b.waitFor("the wipe confirmation again", `document.querySelector('#confirm-dialog').open`, 10*time.Second)
 	b.viewShot("confirm-wipe")
+	b.accessible("wipe confirmation")
 	b.click("#confirm-ok")
 	b.waitFor("a new instance, healthy", taskRow+`?.dataset.instance && `+taskRow+`.dataset.instance !== `+q(inst)+` && `+taskRow+`.dataset.incarnation === '1' && `+taskRow+`.querySelector('.health .badge.healthy')`, uiTimeout)
 	if _, err := os.Stat(oldVolume); !os.IsNotExist(err) {
@@ -476,6 +489,7 @@ func TestUIBrowser(t *testing.T) {
 	b.waitFor("the agent page", `document.querySelector('#recovery-facts') && document.querySelector('#resources .resource') && document.querySelector('#event-list li')`, 20*time.Second)
 	b.waitFor("the events listed", `document.querySelector('#event-list li[data-type="status_update_event"]')`, 20*time.Second)
 	b.screenshot("agent")
+	b.accessible("agent page")
 
 	// Remove: the confirmation names the volume; the app and volume go.
 	if err := p.getJSON("/mesolite/v1/volumes?usage=false", &vols); err != nil || len(vols.Volumes) != 1 {
@@ -572,6 +586,7 @@ func TestUIBrowserToken(t *testing.T) {
 	b.navigate(p.url() + "/ui/")
 	b.waitFor("the token dialog", `document.querySelector('#token-dialog').open`, 20*time.Second)
 	b.viewShot("token-dialog")
+	b.accessible("token dialog")
 	b.do("type the token", chromedp.SendKeys(chromedp.CSS("#token-input"), token), chromedp.Click(chromedp.CSS(`#token-form button[type="submit"]`)))
 	b.waitFor("the apps page, live", `!document.querySelector('#token-dialog').open && document.querySelector('.empty') && document.querySelector('#conn.live')`, 20*time.Second)
 	disallow()
@@ -610,12 +625,24 @@ func TestUIBrowserToken(t *testing.T) {
 	b.click(`a[data-nav="apps"]`)
 	b.waitFor("the group and its apps", `document.querySelector('tr[data-group="/shop"] [aria-expanded="true"]') && document.querySelector('tr[data-app="/shop/db"]')?.dataset.status === 'suspended' && document.querySelector('tr[data-app="/shop/big"]')?.dataset.status === 'waiting'`, 20*time.Second)
 	b.screenshot("apps-group")
+	b.accessible("apps page with groups")
 	b.click(`tr[data-group="/shop"] button`)
 	b.waitFor("the group folded", `document.querySelector('tr[data-group="/shop"] [aria-expanded="false"]') && !document.querySelector('tr[data-app="/shop/db"]')`, 10*time.Second)
 	b.click(`tr[data-group="/shop"] button`)
 	b.click(`#apps-table a[href="#/app/shop/big"]`)
 	b.waitFor("why it waits", `document.querySelector('#alert-waiting')?.textContent.includes('insufficient mem')`, 20*time.Second)
 	b.screenshot("app-waiting")
+	b.accessible("waiting app page")
+
+	// Edit JSON: a PUT with the token; the versions show the change.
+	b.navigate(p.url() + "/ui/#/app/shop/db")
+	b.click(`a[data-key="edit"]`)
+	b.waitFor("the definition in the editor", `document.querySelector('#json-editor')?.value.includes('"/shop/db"')`, 10*time.Second)
+	js[bool](b, `(() => { const ta = document.querySelector('#json-editor'); const d = JSON.parse(ta.value); d.mem = 96;
+		ta.value = JSON.stringify(d, null, 2); ta.dispatchEvent(new Event('input')); return true; })()`)
+	b.click("#editor-submit")
+	b.waitFor("the diff of mem", `location.hash === '#/app/shop/db' && [...document.querySelectorAll('#diff .line.add')].some(l => l.textContent.includes('"mem": 96'))`, 20*time.Second)
+	b.waitFor("mem highlighted as set", `[...document.querySelectorAll('#definition-json .line.set')].some(l => l.dataset.path === '/mem')`, 10*time.Second)
 
 	// The agent page reads the status and volumes with the token; a
 	// reload keeps it (sessionStorage) and asks nothing.
@@ -674,5 +701,51 @@ func TestUIBrowserCrossOrigin(t *testing.T) {
 			t.Fatalf("the dashboard was not refused in another origin's frame; console: %q", b.seen())
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// a11yCheck finds, on the page as it is, form fields without a label,
+// buttons and links without a name, and text whose contrast with its
+// background is under WCAG AA (4.5:1, 3:1 for large text).
+const a11yCheck = `(() => {
+  const out = [];
+  const visible = (el) => el.getClientRects().length > 0 && getComputedStyle(el).visibility !== 'hidden';
+  const rgb = (c) => { const m = c.match(/[\d.]+/g) || []; return m.map(Number); };
+  const lum = ([r, g, b]) => { const f = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); }; return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b); };
+  const bgOf = (el) => { for (let e = el; e; e = e.parentElement) { const c = rgb(getComputedStyle(e).backgroundColor); if (c.length === 3 || c[3] > 0.5) return c.slice(0, 3); } return [255, 255, 255]; };
+  for (const el of document.querySelectorAll('main input, main select, main textarea, dialog[open] input')) {
+    if (!visible(el) || el.type === 'hidden') continue;
+    const named = el.getAttribute('aria-label') || el.labels.length || el.getAttribute('aria-labelledby');
+    if (!named) out.push('field without a label: ' + el.outerHTML.slice(0, 80));
+  }
+  for (const el of document.querySelectorAll('button, a[href]')) {
+    if (!visible(el)) continue;
+    if (!(el.textContent.trim() || el.getAttribute('aria-label') || el.querySelector('img[alt]:not([alt=""])'))) out.push('unnamed control: ' + el.outerHTML.slice(0, 80));
+  }
+  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  const seen = new Set();
+  for (let n = walker.nextNode(); n; n = walker.nextNode()) {
+    const el = n.parentElement;
+    if (!el || seen.has(el) || !n.textContent.trim() || !visible(el)) continue;
+    seen.add(el);
+    const st = getComputedStyle(el);
+    const fg = rgb(st.color);
+    if (fg.length === 4 && fg[3] < 0.5) continue; // transparent text (the editor's backdrop)
+    if (el.closest('.toasts, [aria-hidden="true"], :disabled, .button:disabled')) continue;
+    const bg = bgOf(el);
+    const [a, b] = [lum(fg.slice(0, 3)), lum(bg)].sort((x, y) => y - x);
+    const ratio = (a + 0.05) / (b + 0.05);
+    const size = parseFloat(st.fontSize);
+    const large = size >= 24 || (size >= 18.66 && Number(st.fontWeight) >= 700);
+    if (ratio < (large ? 3 : 4.5)) out.push('contrast ' + ratio.toFixed(2) + ' of "' + n.textContent.trim().slice(0, 40) + '" (' + st.color + ' on rgb(' + bg + '))');
+  }
+  return out;
+})()`
+
+// accessible fails the test for what a11yCheck finds on the page.
+func (b *browser) accessible(page string) {
+	b.t.Helper()
+	for _, p := range js[[]string](b, a11yCheck) {
+		b.t.Errorf("%s: %s", page, p)
 	}
 }
