@@ -649,6 +649,11 @@ func TestUIBrowserToken(t *testing.T) {
 	b.navigate(p.url() + "/ui/#/agent")
 	b.waitFor("the agent page without a dialog", `document.querySelector('#recovery-facts') && !document.querySelector('#token-dialog').open && document.querySelector('#event-list li[data-type="event_stream_attached"]')`, 20*time.Second)
 	b.screenshot("agent-with-token")
+
+	// Under /service/marathon, as DC/OS serves Marathon, it reads the API
+	// there.
+	b.navigate(p.url() + "/service/marathon/ui/")
+	b.waitFor("the apps under /service/marathon", `document.querySelector('tr[data-app="/shop/db"]') && performance.getEntriesByType('resource').some(e => new URL(e.name).pathname === '/service/marathon/v2/apps')`, 20*time.Second)
 	b.clean()
 }
 
