@@ -443,6 +443,8 @@ func TestUIBrowser(t *testing.T) {
 	b.waitFor("the next incarnation's line in the log", `document.querySelector('#log')?.textContent.includes('relaunched as '+`+q(task3)+`) && document.querySelector('#log')?.textContent.includes('task='+`+q(task3)+`)`, uiTimeout)
 	b.screenshot("log-followed")
 	b.accessible("log page")
+	b.click("#tab-stderr")
+	b.waitFor("stderr", `location.hash.endsWith('?file=stderr') && document.querySelector('#log')?.textContent.includes('testapp stderr: pid')`, 20*time.Second)
 
 	// Back on the app page: the failure is shown, and versions compare.
 	b.click(`.crumbs a[href="#/app/testapp"]`)
