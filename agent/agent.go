@@ -27,6 +27,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/mesolite/mesolite/agent/marathon"
+	"github.com/mesolite/mesolite/metrics"
 	"github.com/mesolite/mesolite/sandbox"
 	"github.com/mesolite/mesolite/store"
 )
@@ -58,6 +59,9 @@ type Config struct {
 	// EnforceDiskQuota kills a task whose persistent volume grows beyond
 	// its declared size (Mesos's enforce_container_disk_quota).
 	EnforceDiskQuota bool
+	// UsageInterval is how often the volumes' use is measured (default
+	// 30 s).
+	UsageInterval time.Duration
 	// Failpoint, when set, is called right after every side effect (a
 	// record written or deleted, a volume made or destroyed) and around
 	// every Docker call that changes something, with the point's name. The
@@ -65,6 +69,9 @@ type Config struct {
 	Failpoint func(point string)
 	Version   string
 	Logger    zerolog.Logger
+	// Metrics counts launches, failures, health checks, deployments and
+	// dropped events; nil counts nothing.
+	Metrics *metrics.Metrics
 }
 
 func (c *Config) setDefaults() {
@@ -91,6 +98,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.BackoffResetAfter == 0 {
 		c.BackoffResetAfter = time.Minute
+	}
+	if c.UsageInterval <= 0 {
+		c.UsageInterval = usageInterval
 	}
 }
 
@@ -147,7 +157,7 @@ func New(cfg Config, st *store.Store, newRuntime func(sandbox.Layout) (Runtime, 
 		log:            cfg.Logger,
 		store:          st,
 		opts:           marathon.Options{HostPathRoots: cfg.HostPathRoots, AllowPrivileged: cfg.AllowPrivileged},
-		bus:            newBus(cfg.Logger),
+		bus:            newBus(cfg.Logger, cfg.Metrics),
 		inbox:          make(chan func(), 4096),
 		apps:           map[string]*app{},
 		instances:      map[string]*instance{},

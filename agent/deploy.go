@@ -88,6 +88,7 @@ func (a *Agent) finishDeployment(ap *app, success bool) {
 		typ = "deployment_failed"
 	}
 	a.log.Info().Str("app_id", ap.id()).Str("deployment_id", d.ID).Bool("success", success).Dur("took", time.Since(d.Started)).Msg("deployment finished")
+	a.cfg.Metrics.DeploymentDone(success, time.Since(d.Started))
 	step := "deployment_step_success"
 	if !success {
 		step = "deployment_step_failure"

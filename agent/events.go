@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/mesolite/mesolite/metrics"
 )
 
 // Event is one event of the bus, ready to be written as Server-Sent Events.
@@ -17,10 +19,11 @@ type Event struct {
 // Bus fans events out to subscribers. Publishing never blocks: each
 // subscriber has a bounded buffer, and one that falls behind is dropped.
 type Bus struct {
-	log    zerolog.Logger
-	mu     sync.Mutex
-	subs   map[*Subscription]struct{}
-	closed bool
+	log     zerolog.Logger
+	metrics *metrics.Metrics
+	mu      sync.Mutex
+	subs    map[*Subscription]struct{}
+	closed  bool
 }
 
 // Subscription receives events on C until it is closed, by Close, by the
@@ -38,8 +41,8 @@ type Subscription struct {
 // it is dropped.
 const SubscriberBuffer = 1024
 
-func newBus(log zerolog.Logger) *Bus {
-	return &Bus{log: log, subs: map[*Subscription]struct{}{}}
+func newBus(log zerolog.Logger, m *metrics.Metrics) *Bus {
+	return &Bus{log: log, metrics: m, subs: map[*Subscription]struct{}{}}
 }
 
 // Subscribe registers a subscriber for the given event types (all when
@@ -117,6 +120,7 @@ func (b *Bus) publish(typ string, payload map[string]any) {
 		case s.C <- ev:
 		default:
 			s.dropped = true
+			b.metrics.EventDropped()
 			b.remove(s)
 			b.log.Warn().Int("buffer", SubscriberBuffer).Msg("event subscriber fell behind; dropped")
 		}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/mesolite/mesolite/agent/marathon"
+	"github.com/mesolite/mesolite/metrics"
 )
 
 // fastCheckInterval is how often a task is checked until its first
@@ -136,6 +137,7 @@ type checkResult struct {
 	ok      bool
 	ignored bool
 	cause   string
+	took    time.Duration
 }
 
 // execFunc runs a command in a container: ContainerRuntime.Exec.
@@ -162,7 +164,9 @@ func (tg checkTarget) run(ctx context.Context, exec execFunc, report func(checkR
 			return
 		case <-timer.C:
 		}
+		start := time.Now()
 		res := tg.once(ctx, exec)
+		res.took = time.Since(start)
 		if ctx.Err() != nil {
 			return
 		}
@@ -336,6 +340,7 @@ func (a *Agent) onHealthResult(inst *instance, taskID string, gen, i int, res ch
 		return
 	}
 	hc := ap.spec.HealthChecks[i]
+	a.cfg.Metrics.HealthResult(ap.id(), hc.Protocol, res.ok, res.took)
 	h := &t.Health[i]
 	now := time.Now().UTC()
 	wasAlive := h.Alive
@@ -392,6 +397,7 @@ func (a *Agent) onHealthResult(inst *instance, taskID string, gen, i int, res ch
 			"appId": ap.id(), "taskId": t.ID, "instanceId": inst.id(), "version": formatTime(t.Version),
 			"reason": h.LastFailureCause, "host": a.cfg.Hostname, "slaveId": a.ident.AgentID,
 		})
+		inst.cause = metrics.ReasonUnhealthy
 		a.kill(inst, fmt.Sprintf("health check failed %d times: %s", h.ConsecutiveFailures, h.LastFailureCause))
 	}
 }

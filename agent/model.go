@@ -190,6 +190,12 @@ type instance struct {
 	// sandboxesRemoved is set once a decommissioned instance's sandboxes
 	// are deleted, before its record is.
 	sandboxesRemoved bool
+	// cause is why the task is being killed, then why it ended, and so
+	// why the next launch is a relaunch (a metrics reason); ended is the
+	// task whose end was counted, so a kill and an exit seen together
+	// count once.
+	cause string
+	ended string
 }
 
 func (i *instance) id() string { return i.rec.ID }

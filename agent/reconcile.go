@@ -6,6 +6,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/mesolite/mesolite/metrics"
 	"github.com/mesolite/mesolite/sandbox"
 )
 
@@ -117,6 +118,7 @@ func (a *Agent) scaleResident(ap *app, active, stopped []*instance) {
 	busy := func(inst *instance) bool { return inst.busy != "" || inst.task().State == TaskKilling }
 	replaceOld(ap, old, servingCount-minHealthy, pending, busy, func(inst *instance) {
 		inst.restartFor = "restart"
+		inst.cause = metrics.ReasonRestart
 		a.kill(inst, "replaced by version "+formatTime(ap.rec.Version))
 	})
 }
@@ -295,6 +297,9 @@ func (a *Agent) setGoal(inst *instance, g Goal) {
 		return
 	}
 	a.log.Info().Str("instance_id", inst.id()).Str("goal", string(g)).Msg("instance goal changed")
+	if prev == GoalStopped && g == GoalRunning {
+		inst.cause = metrics.ReasonStart
+	}
 	a.touchInstance(inst)
 }
 
@@ -321,6 +326,7 @@ func (a *Agent) step(inst *instance) {
 			case t.State == TaskKilling:
 				a.rekill(inst)
 			case inst.killRequested:
+				inst.cause = metrics.ReasonKilled
 				a.kill(inst, "killed on request")
 			case t.State == TaskStaging && t.DockerID == "":
 				a.runTask(ap, inst, t) // finish a launch a crash or Docker outage interrupted
@@ -620,6 +626,7 @@ func (a *Agent) forgetApp(ap *app) {
 	if ap.deployID != "" {
 		a.finishDeployment(ap, true)
 	}
+	a.cfg.Metrics.ForgetApp(ap.id())
 	keys, err := a.store.Keys(kindVersions)
 	if err != nil {
 		a.log.Error().Err(err).Msg("list versions")

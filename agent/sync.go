@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/mesolite/mesolite/metrics"
 	"github.com/mesolite/mesolite/sandbox"
 )
 
@@ -175,6 +176,7 @@ func (a *Agent) syncLost(ap *app, inst *instance, c sandbox.Container, found, fi
 	}
 	ap.delay.fail(time.Now(), ap.spec)
 	a.recordFailure(ap, inst, t)
+	a.taskEnded(ap, inst, t, metrics.ReasonLost)
 	// Going on when this save fails is safe: the relaunch saves the next
 	// task before it starts, and a restart before that finds this one's
 	// container gone again.

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"time"
 
 	"github.com/mesolite/mesolite/agent/marathon"
+	"github.com/mesolite/mesolite/metrics"
 	"github.com/mesolite/mesolite/sandbox"
 )
 
@@ -62,7 +64,27 @@ func (a *Agent) launch(ap *app, inst *instance) {
 	a.gcSandboxes(inst)
 	a.touchInstance(inst)
 	a.emitStatus(ap, inst, t)
+	a.cfg.Metrics.Launched(ap.id())
+	if n > 1 {
+		a.cfg.Metrics.Relaunched(ap.id(), cmp.Or(inst.cause, metrics.ReasonUnknown))
+	}
+	inst.cause = ""
 	a.runTask(ap, inst, t)
+}
+
+// taskEnded counts how a task ended, once, and remembers it as the cause
+// of the instance's next launch.
+func (a *Agent) taskEnded(ap *app, inst *instance, t *Task, cause string) {
+	if inst.ended == t.ID {
+		return
+	}
+	inst.ended = t.ID
+	inst.cause = cause
+	// An unhealthy task is killed (TASK_KILLED, as in Marathon), but it
+	// failed all the same.
+	if t.State == TaskFailed || t.State == TaskError || cause == metrics.ReasonUnhealthy {
+		a.cfg.Metrics.Failed(ap.id(), cause)
+	}
 }
 
 // runTask hands the container side of a launch to a worker: sandbox,
@@ -193,6 +215,7 @@ func (a *Agent) failTask(ap *app, inst *instance, state, msg string) {
 	t.EndedAt = now
 	ap.delay.fail(now, ap.spec)
 	a.recordFailure(ap, inst, t)
+	a.taskEnded(ap, inst, t, metrics.ReasonLaunch)
 	// Going on when this save fails is safe: the record keeps the task
 	// STAGING without a container, and recovery launches it again.
 	_ = a.saveInstance(inst)
@@ -255,24 +278,30 @@ func (a *Agent) onExit(inst *instance, code int, at time.Time, oom bool) {
 	}
 	t.EndedAt = at.UTC()
 	t.ExitCode = &code
+	cause := metrics.ReasonExited
 	switch {
 	case t.KillReason != "" && t.KillFailed:
 		t.State = TaskFailed
 		t.Message = t.KillReason
+		cause = inst.cause
 	case t.KillReason != "":
 		t.State = TaskKilled
 		t.Message = "Task killed: " + t.KillReason
+		cause = cmp.Or(inst.cause, metrics.ReasonKilled)
 	case oom || inst.oom:
 		t.State = TaskFailed
 		t.Message = fmt.Sprintf("Container exited after running out of memory (mem %.0f MiB): raise mem", ap.spec.Mem)
+		cause = metrics.ReasonOOM
 	case code == 0:
 		t.State = TaskFinished
 		t.Message = "Command exited with status 0"
+		cause = metrics.ReasonFinished
 	default:
 		t.State = TaskFailed
 		t.Message = fmt.Sprintf("Command exited with status %d", code)
 	}
 	inst.oom = false
+	a.taskEnded(ap, inst, t, cmp.Or(cause, metrics.ReasonUnknown))
 	if t.State != TaskKilled {
 		// A task that ran (and was healthy) long enough before it ended
 		// starts the backoff afresh.
@@ -428,6 +457,9 @@ func (a *Agent) onKilled(inst *instance, taskID string, c sandbox.Container, err
 		t.Message = t.KillReason
 		ap.delay.fail(time.Now(), ap.spec)
 		a.recordFailure(ap, inst, t)
+	}
+	if ap != nil {
+		a.taskEnded(ap, inst, t, cmp.Or(inst.cause, metrics.ReasonKilled))
 	}
 	// Going on when this save fails is safe: the record keeps the task
 	// KILLING, and recovery, finding no container, records it killed.

@@ -7,6 +7,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/mesolite/mesolite/metrics"
 	"github.com/mesolite/mesolite/sandbox"
 )
 
@@ -115,9 +116,10 @@ func (a *Agent) RemoveOrphanVolume(ctx context.Context, ref string) (string, err
 	return dir, nil
 }
 
-// Volume usage is measured every usageInterval. A volume at 90% of its
-// declared size gets a warning and an event; beyond 100%, with
-// Config.EnforceDiskQuota, its task is killed (TASK_FAILED), the data kept.
+// Volume usage is measured every Config.UsageInterval (usageInterval by
+// default). A volume at 90% of its declared size gets a warning and an
+// event; beyond 100%, with Config.EnforceDiskQuota, its task is killed
+// (TASK_FAILED), the data kept.
 const (
 	usageInterval = 30 * time.Second
 	usageWarnAt   = 0.9
@@ -244,12 +246,13 @@ func (a *Agent) onVolumeUsage(inst *instance, persistenceID string, used int64) 
 		reason := fmt.Sprintf("volume %s uses %d MiB of its %s MiB (over quota; the data is kept)", v.ContainerPath, used>>20, fmtNum(v.SizeMiB))
 		a.log.Error().Str("volume", persistenceID).Str("task_id", t.ID).Msg("volume over quota; killing the task")
 		t.KillFailed = true
+		inst.cause = metrics.ReasonOverQuota
 		a.kill(inst, reason)
 	}
 }
 
 func (a *Agent) tickUsage(ctx context.Context) {
-	t := time.NewTicker(usageInterval)
+	t := time.NewTicker(a.cfg.UsageInterval)
 	defer t.Stop()
 	a.post(func() { a.startUsageScan() })
 	for {

@@ -110,17 +110,17 @@ func (m *Metrics) Gatherer() prometheus.Gatherer { return m.reg }
 // Reasons a task failed or an instance was launched again. The list is
 // fixed: labels must stay few.
 const (
-	ReasonExited      = "exited"       // the process exited non-zero
-	ReasonFinished    = "finished"     // the process exited zero on its own
-	ReasonOOM         = "oom"          // killed for memory
-	ReasonUnhealthy   = "unhealthy"    // killed after failed health checks
-	ReasonLaunch      = "launch_error" // the container could not be made or started
-	ReasonLost        = "lost"         // gone while the agent or Docker was down
-	ReasonOverQuota   = "over_quota"   // killed for a full volume
-	ReasonKilled      = "killed"       // killed on request (task kill)
-	ReasonRestart     = "restart"      // a restart or a change of definition
-	ReasonStart       = "start"        // a stopped instance started again
-	ReasonBackoffOver = "backoff"      // relaunched after a failure, once its delay passed
+	ReasonExited    = "exited"       // the process exited non-zero
+	ReasonFinished  = "finished"     // the process exited zero on its own
+	ReasonOOM       = "oom"          // killed for memory
+	ReasonUnhealthy = "unhealthy"    // killed after failed health checks
+	ReasonLaunch    = "launch_error" // the container could not be made or started
+	ReasonLost      = "lost"         // gone while the agent or Docker was down
+	ReasonOverQuota = "over_quota"   // killed for a full volume
+	ReasonKilled    = "killed"       // killed on request (task kill)
+	ReasonRestart   = "restart"      // a restart or a change of definition
+	ReasonStart     = "start"        // a stopped instance started again
+	ReasonUnknown   = "unknown"      // not known (the agent restarted meanwhile)
 )
 
 // Launched counts a task launch.

@@ -23,6 +23,7 @@ import (
 	"github.com/mesolite/mesolite/agent"
 	"github.com/mesolite/mesolite/agent/api/ui"
 	"github.com/mesolite/mesolite/agent/marathon"
+	"github.com/mesolite/mesolite/metrics"
 )
 
 // Limits on what a client may send.
@@ -46,6 +47,9 @@ type Config struct {
 	// EventWriteTimeout is how long one write to an event-stream client
 	// may block before the client is disconnected (default 10 s).
 	EventWriteTimeout time.Duration
+	// Metrics, when set, counts the requests and is served at /metrics
+	// (behind the token), with what the agent's snapshot shows.
+	Metrics *metrics.Metrics
 }
 
 // Server is the HTTP handler of the API.
@@ -63,6 +67,11 @@ func New(a *agent.Agent, cfg Config) *Server {
 	if cfg.EventWriteTimeout <= 0 {
 		cfg.EventWriteTimeout = 10 * time.Second
 	}
+	if err := cfg.Metrics.Register(snapshotCollector{a}); err != nil {
+		// Only a second API over the same metrics gets here: the first
+		// one's collector reports the same agent.
+		cfg.Logger.Debug().Err(err).Msg("register the snapshot's metrics")
+	}
 	return &Server{a: a, cfg: cfg, log: cfg.Logger}
 }
 
@@ -70,17 +79,6 @@ func New(a *agent.Agent, cfg Config) *Server {
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	sw := &statusWriter{ResponseWriter: w}
-	defer func() {
-		if p := recover(); p != nil {
-			s.log.Error().Interface("panic", p).Str("path", r.URL.Path).Msg("api handler panicked")
-			if sw.status == 0 {
-				writeJSON(sw, http.StatusInternalServerError, msg("internal error; see the agent log"))
-			}
-		}
-		if r.URL.Path != "/v2/events" {
-			s.log.Debug().Str("method", r.Method).Str("path", r.URL.Path).Int("status", sw.status).Dur("took", time.Since(start)).Msg("api request")
-		}
-	}()
 	p := r.URL.Path
 	if rest, ok := strings.CutPrefix(p, "/service/marathon"); ok && (rest == "" || rest[0] == '/') {
 		p = rest
@@ -88,6 +86,25 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			p = "/"
 		}
 	}
+	defer func() {
+		if p := recover(); p != nil {
+			s.log.Error().Interface("panic", p).Str("path", r.URL.Path).Msg("api handler panicked")
+			if sw.status == 0 {
+				writeJSON(sw, http.StatusInternalServerError, msg("internal error; see the agent log"))
+			}
+		}
+		took := time.Since(start)
+		if s.cfg.Metrics != nil {
+			status := sw.status
+			if status == 0 {
+				status = http.StatusOK
+			}
+			s.cfg.Metrics.APIRequest(routePattern(p), methodLabel(r.Method), status, took, p != "/v2/events")
+		}
+		if r.URL.Path != "/v2/events" {
+			s.log.Debug().Str("method", r.Method).Str("path", r.URL.Path).Int("status", sw.status).Dur("took", took).Msg("api request")
+		}
+	}()
 	// The dashboard (package ui): static files, public as /ping is; what it
 	// shows it reads from the API below, with the same token.
 	if ui.Serves(p) {
@@ -189,6 +206,8 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request, p string) {
 		})
 	case p == "/mesolite/v1/status":
 		only(w, r, "GET", s.status)
+	case p == "/metrics" && s.cfg.Metrics != nil:
+		only(w, r, "GET", s.cfg.Metrics.Handler().ServeHTTP)
 	default:
 		writeJSON(w, http.StatusNotFound, msg("URI not found: "+p))
 	}
@@ -745,6 +764,7 @@ func (s *Server) status(w http.ResponseWriter, _ *http.Request) {
 		"workDir": s.a.WorkDir(), "dockerUp": snap.DockerUp, "recovery": renderRecovery(snap.Recovery),
 		"unreadableRecords": snap.Unreadable, "apps": len(snap.Apps), "tasks": len(snap.Tasks),
 		"resources": map[string]any{"cpus": cfg.Cpus, "mem": cfg.MemMiB, "disk": cfg.DiskMiB, "ports": fmt.Sprintf("%d-%d", cfg.PortMin, cfg.PortMax)},
+		"reserved":  reservedOf(snap),
 	})
 }
 

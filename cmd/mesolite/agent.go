@@ -22,6 +22,7 @@ import (
 
 	"github.com/mesolite/mesolite/agent"
 	"github.com/mesolite/mesolite/agent/api"
+	"github.com/mesolite/mesolite/metrics"
 	"github.com/mesolite/mesolite/sandbox"
 	"github.com/mesolite/mesolite/sandbox/docker"
 	"github.com/mesolite/mesolite/store"
@@ -181,7 +182,9 @@ func serveAgent(cfg fileConfig, log zerolog.Logger) error {
 		OrphanGrace: cfg.Recovery.OrphanGrace.Duration, OrphanDryRun: cfg.Recovery.OrphanDryRun,
 		BackoffResetAfter: cfg.Tasks.BackoffResetAfter.Duration,
 		EnforceDiskQuota:  cfg.Tasks.EnforceDiskQuota,
+		UsageInterval:     cfg.Tasks.VolumeUsageInterval.Duration,
 		Version:           version, Logger: log,
+		Metrics: metrics.New(version),
 	}
 	if fp := os.Getenv("MESOLITE_FAILPOINT"); fp != "" {
 		f, err := failpointKiller(fp, log)
@@ -197,7 +200,7 @@ func serveAgent(cfg fileConfig, log zerolog.Logger) error {
 			return nil, err
 		}
 		rt = d
-		return d, nil
+		return timedRuntime{Runtime: d, m: acfg.Metrics}, nil
 	})
 	if err != nil {
 		return err
@@ -230,6 +233,7 @@ func serveAgent(cfg fileConfig, log zerolog.Logger) error {
 	srv := &http.Server{
 		Handler: api.New(a, api.Config{
 			Token: cfg.Security.Token, Version: version, Leader: cfg.Listen, Hostname: cfg.Hostname, Logger: log,
+			Metrics: acfg.Metrics,
 		}),
 		ReadHeaderTimeout: 10 * time.Second,
 		MaxHeaderBytes:    api.MaxHeaderBytes,

@@ -43,11 +43,12 @@ type resourcesConfig struct {
 }
 
 type tasksConfig struct {
-	KillGracePeriod   duration `toml:"kill_grace_period"`
-	AllowPrivileged   bool     `toml:"allow_privileged"`
-	CPUQuota          bool     `toml:"cpu_quota"`
-	BackoffResetAfter duration `toml:"backoff_reset_after"`
-	EnforceDiskQuota  bool     `toml:"enforce_disk_quota"`
+	KillGracePeriod     duration `toml:"kill_grace_period"`
+	AllowPrivileged     bool     `toml:"allow_privileged"`
+	CPUQuota            bool     `toml:"cpu_quota"`
+	BackoffResetAfter   duration `toml:"backoff_reset_after"`
+	EnforceDiskQuota    bool     `toml:"enforce_disk_quota"`
+	VolumeUsageInterval duration `toml:"volume_usage_interval"`
 }
 
 type recoveryConfig struct {
@@ -87,8 +88,9 @@ func defaultFileConfig() fileConfig {
 		LogFormat:      "auto",
 		Resources:      resourcesConfig{Ports: "31000-32000"},
 		Tasks: tasksConfig{
-			KillGracePeriod:   duration{10 * time.Second},
-			BackoffResetAfter: duration{time.Minute},
+			KillGracePeriod:     duration{10 * time.Second},
+			BackoffResetAfter:   duration{time.Minute},
+			VolumeUsageInterval: duration{30 * time.Second},
 		},
 		Recovery: recoveryConfig{
 			ReconcileInterval: duration{30 * time.Second},
@@ -163,6 +165,9 @@ func (c *fileConfig) validate() error {
 	}
 	if _, _, err := parsePortRange(c.Resources.Ports); err != nil {
 		add("resources.ports: %v", err)
+	}
+	if c.Tasks.VolumeUsageInterval.Duration < time.Second {
+		add("tasks.volume_usage_interval %s: want 1s or more (each measurement walks every volume)", c.Tasks.VolumeUsageInterval.Duration)
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":

@@ -522,15 +522,19 @@ func TestUIBrowser(t *testing.T) {
 	b.clean()
 }
 
-// startTokenAgent starts an agent whose API asks for a token; it waits on
-// /ping, which stays open.
-func startTokenAgent(t *testing.T, token string) *agentProc {
+// startConfiguredAgent starts an agent like startAgent, with more keys in its
+// [tasks] table (tasks, e.g. `volume_usage_interval = "1s"`) and, when
+// token is set, a [security] token; it waits on the status with the token.
+func startConfiguredAgent(t *testing.T, tasks, token string) *agentProc {
 	t.Helper()
 	p := &agentProc{t: t, bin: mesoliteBinary(t), workDir: t.TempDir()}
 	dir := t.TempDir()
 	lo := 32000 + int(time.Now().UnixNano()%200)*100
 	p.config = filepath.Join(dir, "agent.toml")
-	cfg := fmt.Sprintf(e2eConfig, lo, lo+99) + fmt.Sprintf("[security]\ntoken = %q\n", token)
+	cfg := strings.Replace(fmt.Sprintf(e2eConfig, lo, lo+99), "[tasks]\n", "[tasks]\n"+tasks+"\n", 1)
+	if token != "" {
+		cfg += fmt.Sprintf("[security]\ntoken = %q\n", token)
+	}
 	if err := os.WriteFile(p.config, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -550,11 +554,21 @@ func startTokenAgent(t *testing.T, token string) *agentProc {
 	t.Cleanup(func() {
 		p.stop(syscall.SIGTERM)
 		removeAgentContainers(t, p.agentID)
+		if t.Failed() {
+			b, _ := os.ReadFile(p.logPath)
+			lines := strings.Split(string(b), "\n")
+			if len(lines) > 80 {
+				lines = lines[len(lines)-80:]
+			}
+			t.Logf("agent log (last lines):\n%s", strings.Join(lines, "\n"))
+		}
 	})
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		req, _ := http.NewRequest(http.MethodGet, p.url()+"/mesolite/v1/status", nil)
-		req.Header.Set("Authorization", "token="+token)
+		if token != "" {
+			req.Header.Set("Authorization", "token="+token)
+		}
 		if resp, err := http.DefaultClient.Do(req); err == nil {
 			var st struct {
 				AgentID string `json:"agentId"`
@@ -568,7 +582,7 @@ func startTokenAgent(t *testing.T, token string) *agentProc {
 		}
 		if time.Now().After(deadline) {
 			b, _ := os.ReadFile(p.logPath)
-			t.Fatalf("agent with a token did not answer within 15s\n%s", b)
+			t.Fatalf("agent did not answer within 15s\n%s", b)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -580,7 +594,7 @@ func startTokenAgent(t *testing.T, token string) *agentProc {
 func TestUIBrowserToken(t *testing.T) {
 	requireDocker(t)
 	const token = "ui-test-token-7f3a"
-	p := startTokenAgent(t, token)
+	p := startConfiguredAgent(t, "", token)
 	b := newBrowser(t)
 
 	// Before the token, the API's 401s are expected, and only those.
