@@ -106,13 +106,25 @@ func (e EnvVar) MarshalJSON() ([]byte, error) {
 	return json.Marshal(e.Value)
 }
 
-// Fetch is one URI the Mesos fetcher would download into the sandbox.
+// Fetch is one URI the fetcher downloads into the sandbox before the task
+// starts ("fetch" entries; the legacy "uris" are folded into them).
 type Fetch struct {
 	URI        string `json:"uri"`
 	Extract    bool   `json:"extract"`
 	Executable bool   `json:"executable"`
 	Cache      bool   `json:"cache"`
-	OutputFile string `json:"outputFile,omitempty"`
+	DestPath   string `json:"destPath,omitempty"`
+}
+
+// UnmarshalJSON fills Mesos's default (extract true) before decoding.
+func (f *Fetch) UnmarshalJSON(b []byte) error {
+	type plain Fetch
+	v := plain{Extract: true}
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	*f = Fetch(v)
+	return nil
 }
 
 // Container is "container".
@@ -345,6 +357,13 @@ func (a *App) NetworkMode() string {
 		return NetworkHost
 	}
 	return a.Networks[0].Mode
+}
+
+// IsCommand reports whether the app runs without an image: a Marathon
+// command app (cmd or args, no container or a MESOS container without an
+// image), which mesolite runs on the host's file system.
+func (a *App) IsCommand() bool {
+	return a.Image() == ""
 }
 
 // Image returns the Docker image, or "" when none is set.

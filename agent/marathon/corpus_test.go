@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/mesolite/mesolite/sandbox/docker"
+	"github.com/mesolite/mesolite/sandbox/fetch"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files of testdata/apps")
@@ -25,7 +26,11 @@ const corpusDir = "../../testdata/apps"
 // corpusOptions are the agent settings the corpus is checked with.
 // The docker parameters are checked by the Docker runtime's own checker,
 // as the agent does.
-var corpusOptions = Options{HostPathRoots: []string{"/srv", "/var/log"}, CheckParameter: docker.CheckParameter}
+var corpusOptions = Options{
+	HostPathRoots:  []string{"/srv", "/var/log"},
+	CheckParameter: docker.CheckParameter,
+	CheckFetchURI:  func(uri string) error { return fetch.CheckURI(uri, []string{"/srv", "/var/log"}) },
+}
 
 const (
 	normalizedSuffix = ".normalized.json"

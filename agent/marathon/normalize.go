@@ -49,6 +49,11 @@ func normalizeCollections(app *App) {
 	if app.Constraints == nil {
 		app.Constraints = [][]string{}
 	}
+	// Marathon < 1.5: "uris" are fetch entries with extract on.
+	for _, u := range app.URIs {
+		app.Fetch = append(app.Fetch, Fetch{URI: u, Extract: true})
+	}
+	app.URIs = nil
 	if app.Fetch == nil {
 		app.Fetch = []Fetch{}
 	}

@@ -20,6 +20,14 @@ type Options struct {
 	HostPathRoots []string
 	// AllowPrivileged lets container.docker.privileged be true.
 	AllowPrivileged bool
+	// CheckFetchURI checks a fetch entry's URI for the fetcher, which alone
+	// knows the schemes it takes and where local files may come from
+	// (host_path_roots, symlinks resolved). A refusal is reported at
+	// /fetch(i)/uri. Nil accepts every URI.
+	CheckFetchURI func(uri string) error
+	// CheckUser checks that a command app's user exists on this machine.
+	// A refusal is reported at /user. Nil accepts every user.
+	CheckUser func(name string) error
 	// CheckParameter checks one container.docker.parameters entry for the
 	// container runtime, which alone knows its options; the agent sets it
 	// to its runtime's checker. A refusal is reported at the entry's
@@ -179,9 +187,10 @@ func Validate(app *App, opts Options) error {
 	default:
 		v.add("/killSelection", "must be one of YOUNGEST_FIRST, OLDEST_FIRST")
 	}
-	if len(app.URIs) > 0 || len(app.Fetch) > 0 || len(app.StoreUrls) > 0 {
-		v.add("/fetch", "fetching URIs into the sandbox is not supported by mesolite: bake the files into the image or mount them with a host volume")
+	if len(app.StoreUrls) > 0 {
+		v.add("/storeUrls", "storeUrls are not supported by mesolite: use fetch")
 	}
+	v.fetch(app, opts)
 	if len(app.Secrets) > 0 {
 		v.add("/secrets", "secrets are not supported by mesolite: pass the value in env")
 	}
@@ -296,10 +305,58 @@ func (v *validator) constraints(p string, cs [][]string) {
 	}
 }
 
+// fetch checks the fetch entries (the legacy uris are among them).
+func (v *validator) fetch(app *App, opts Options) {
+	for i, f := range app.Fetch {
+		fp := fmt.Sprintf("/fetch(%d)", i)
+		switch {
+		case strings.TrimSpace(f.URI) == "":
+			v.add(fp+"/uri", "is empty: give an http(s) URL, a file:// URI or an absolute path")
+		case len(f.URI) > maxCommandLength:
+			v.add(fp+"/uri", "is longer than %d bytes", maxCommandLength)
+		case opts.CheckFetchURI != nil:
+			if err := opts.CheckFetchURI(f.URI); err != nil {
+				v.add(fp+"/uri", "%s", err.Error())
+			}
+		}
+		if f.DestPath == "" {
+			continue
+		}
+		switch dp := f.DestPath; {
+		case badPath(dp) != "":
+			v.add(fp+"/destPath", "%s", badPath(dp))
+		case path.IsAbs(dp):
+			v.add(fp+"/destPath", "must be relative to the sandbox")
+		case hasDotDot(dp):
+			v.add(fp+"/destPath", "may not contain \"..\"")
+		case path.Clean(dp) == ".":
+			v.add(fp+"/destPath", "names the sandbox itself: give a file name")
+		}
+	}
+}
+
+// command checks what only a command app (no image) has to satisfy: a
+// command to run, host networking, a user of this machine.
+func (v *validator) command(app *App, opts Options) {
+	if app.Cmd == "" && len(app.Args) == 0 {
+		v.add("/", "AppDefinition must either contain one of 'cmd' or 'args', and/or a 'container': set cmd, or container.docker.image")
+	}
+	if app.NetworkMode() != NetworkHost {
+		v.add("/networks", "an app without an image runs on the host's network: use networks [{\"mode\": \"host\"}] and portDefinitions, or set container.docker.image")
+	}
+	if app.User != "" && opts.CheckUser != nil {
+		if err := opts.CheckUser(app.User); err != nil {
+			v.add("/user", "%s", err.Error())
+		}
+	}
+}
+
 func (v *validator) container(app *App, opts Options) {
 	c := app.Container
+	if app.IsCommand() {
+		v.command(app, opts)
+	}
 	if c == nil {
-		v.add("/container", "mesolite runs every task as a Docker container: set container.docker.image")
 		return
 	}
 	switch c.Type {
@@ -308,7 +365,9 @@ func (v *validator) container(app *App, opts Options) {
 		v.add("/container/type", "container type must be DOCKER or MESOS, got %q", c.Type)
 	}
 	if c.Docker == nil || strings.TrimSpace(c.Docker.Image) == "" {
-		v.add("/container/docker/image", "a Docker image is required: set container.docker.image")
+		if c.Type == "DOCKER" {
+			v.add("/container/docker/image", "a Docker image is required: set container.docker.image, or use container type MESOS (or no container) to run cmd on the host")
+		}
 	} else {
 		d := c.Docker
 		if d.Network != "" {

@@ -1,10 +1,12 @@
 package marathon
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
 	dockerrt "github.com/mesolite/mesolite/sandbox/docker"
+	"github.com/mesolite/mesolite/sandbox/fetch"
 )
 
 // TestValidate has one row per rule: an overlay on baseApp (host
@@ -12,6 +14,14 @@ import (
 // Rows without a path must validate.
 func TestValidate(t *testing.T) {
 	roots := Options{HostPathRoots: []string{"/srv/data", "/var/log/"}}
+	// As the agent sets them: the fetcher's and the host's checkers.
+	fetchRoots := Options{CheckFetchURI: func(u string) error { return fetch.CheckURI(u, []string{"/srv/data"}) }}
+	withUsers := Options{CheckUser: func(name string) error {
+		if name == "nobody" {
+			return nil
+		}
+		return fmt.Errorf("user %q does not exist on this machine: create it (useradd %s) or change the app's \"user\"", name, name)
+	}}
 	vol := func(v string) string { // baseApp's container with one volume
 		return `{"container":{"type":"DOCKER","docker":{"image":"img:1"},"volumes":[` + v + `]}}`
 	}
@@ -74,7 +84,13 @@ func TestValidate(t *testing.T) {
 		{name: "cmd only", overlay: `{"cmd":"sleep 1000"}`},
 		{name: "args only", overlay: `{"args":["--port","80"]}`},
 		{name: "cmd and args", overlay: `{"cmd":"sleep 1","args":["x"]}`, path: "/", msg: "AppDefinition must either contain one of 'cmd' or 'args', and/or a 'container'"},
-		{name: "no container", overlay: `{"container":null,"cmd":"sleep 1"}`, path: "/container", msg: "set container.docker.image"},
+		{name: "command app", overlay: `{"container":null,"cmd":"sleep 1","user":"nobody"}`, opts: withUsers},
+		{name: "command app with args", overlay: `{"container":null,"args":["sleep","1"]}`},
+		{name: "command app, MESOS container with a volume", overlay: `{"cmd":"sleep 1","container":{"type":"MESOS","volumes":[{"containerPath":"data","mode":"RW","persistent":{"size":10}}]}}`},
+		{name: "command app without a command", overlay: `{"container":null}`, path: "/", msg: "must either contain one of 'cmd' or 'args'"},
+		{name: "DOCKER container without an image", overlay: `{"cmd":"sleep 1","container":{"type":"DOCKER","docker":{"image":""}}}`, path: "/container/docker/image", msg: "use container type MESOS (or no container)"},
+		{name: "command app on a bridge", overlay: `{"container":null,"cmd":"sleep 1","networks":[{"mode":"container/bridge"}]}`, path: "/networks", msg: "an app without an image runs on the host's network"},
+		{name: "command app of an unknown user", overlay: `{"container":null,"cmd":"sleep 1","user":"nobody-here"}`, opts: withUsers, path: "/user", msg: `user "nobody-here" does not exist`},
 		{name: "container without docker", overlay: `{"container":{"type":"DOCKER"}}`, path: "/container/docker/image", msg: "a Docker image is required"},
 		{name: "empty image", overlay: docker(`"image":" "`), path: "/container/docker/image", msg: "a Docker image is required"},
 		{name: "image with a space", overlay: docker(`"image":"a b"`), path: "/container/docker/image", msg: "not a valid image reference"},
@@ -183,8 +199,16 @@ func TestValidate(t *testing.T) {
 		{name: "env bad name", overlay: `{"env":{"1ABC":"x"}}`, path: "/env/1ABC", msg: "must match [A-Za-z_][A-Za-z0-9_]*"},
 		{name: "env value with NUL", overlay: `{"env":{"A":"x\u0000y"}}`, path: "/env/A", msg: "NUL"},
 		{name: "secrets", overlay: `{"secrets":{"pw":{"source":"db/pw"}}}`, path: "/secrets", msg: "secrets are not supported"},
-		{name: "uris", overlay: `{"uris":["https://example.com/a.tgz"]}`, path: "/fetch", msg: "fetching URIs into the sandbox is not supported"},
-		{name: "fetch", overlay: `{"fetch":[{"uri":"https://example.com/a.tgz","extract":true}]}`, path: "/fetch", msg: "not supported"},
+		{name: "uris", overlay: `{"uris":["https://example.com/a.tgz"]}`, opts: fetchRoots},
+		{name: "fetch", overlay: `{"fetch":[{"uri":"https://example.com/a.tgz"},{"uri":"file:///srv/data/app.jar","destPath":"lib/app.jar","cache":true},{"uri":"/srv/data/run.sh","executable":true}]}`, opts: fetchRoots},
+		{name: "fetch uri empty", overlay: `{"fetch":[{"uri":" "}]}`, opts: fetchRoots, path: "/fetch(0)/uri", msg: "is empty"},
+		{name: "fetch scheme", overlay: `{"fetch":[{"uri":"https://example.com/a.tgz"},{"uri":"hdfs://nn/a.tgz"}]}`, opts: fetchRoots, path: "/fetch(1)/uri", msg: `scheme "hdfs" is not supported`},
+		{name: "fetch file outside the roots", overlay: `{"fetch":[{"uri":"file:///etc/shadow"}]}`, opts: fetchRoots, path: "/fetch(0)/uri", msg: "host_path_roots"},
+		{name: "uris path outside the roots", overlay: `{"uris":["/etc/passwd"]}`, opts: fetchRoots, path: "/fetch(0)/uri", msg: "outside the allowed roots"},
+		{name: "fetch relative path", overlay: `{"fetch":[{"uri":"app.tgz"}]}`, opts: fetchRoots, path: "/fetch(0)/uri", msg: "relative path"},
+		{name: "fetch destPath absolute", overlay: `{"fetch":[{"uri":"https://example.com/a.tgz","destPath":"/etc/a"}]}`, path: "/fetch(0)/destPath", msg: "must be relative to the sandbox"},
+		{name: "fetch destPath climbing", overlay: `{"fetch":[{"uri":"https://example.com/a.tgz","destPath":"a/../../b"}]}`, path: "/fetch(0)/destPath", msg: `may not contain ".."`},
+		{name: "storeUrls", overlay: `{"storeUrls":["https://example.com/a"]}`, path: "/storeUrls", msg: "not supported"},
 		{name: "label key empty", overlay: `{"labels":{"":"x"}}`, path: "/labels", msg: "non-empty"},
 
 		// constraints
