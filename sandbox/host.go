@@ -2,15 +2,22 @@ package sandbox
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"os"
 	"strings"
+
+	"github.com/mesolite/mesolite/sandbox/fetch"
 )
 
 // Host is the host half of a runtime, the same for every runtime: task
-// sandboxes and persistent volumes as directories under a Layout. A
-// runtime embeds it. Its methods do file system work and run on the
-// agent's workers, never on its loop.
+// sandboxes and persistent volumes as directories under a Layout, and the
+// fetcher that fills sandboxes. A runtime embeds it. Its methods do file
+// system work and run on the agent's workers, never on its loop.
 type Host struct {
 	Layout Layout
+	// Fetcher fetches the tasks' URIs; nil refuses a task that has some.
+	Fetcher *fetch.Fetcher
 }
 
 // PrepareSandbox makes the sandbox directory of spec's run, the mount
@@ -26,7 +33,7 @@ func (h Host) PrepareSandbox(_ context.Context, spec *TaskSpec) error {
 		if err != nil {
 			return err
 		}
-		if rel, ok := strings.CutPrefix(b.Target, MountPoint+"/"); ok && !strings.Contains(rel, "/") {
+		if rel, ok := strings.CutPrefix(b.Target, spec.SandboxPath()+"/"); ok && !strings.Contains(rel, "/") {
 			points = append(points, rel)
 		}
 		binds = append(binds, b)
@@ -40,6 +47,50 @@ func (h Host) PrepareSandbox(_ context.Context, spec *TaskSpec) error {
 		}
 	}
 	spec.Binds = binds
+	return nil
+}
+
+// Fetch puts the task's fetch URIs into its prepared sandbox, reporting
+// progress lines, and then gives a command task's sandbox (and the top
+// of each of its whole volumes) to the task's user, as Mesos's fetcher
+// does when it is done. A fetch that fails or is cut short leaves no
+// partial file (see package fetch); running it again is safe.
+// Errors: a *fetch.Error (its class says why), ErrNoUser.
+func (h Host) Fetch(ctx context.Context, spec *TaskSpec, progress func(string)) error {
+	if len(spec.Fetch) > 0 {
+		if h.Fetcher == nil {
+			return errors.New("this runtime has no fetcher")
+		}
+		err := h.Fetcher.Fetch(ctx, spec.SandboxDir, spec.Fetch, func(p fetch.Progress) {
+			if progress != nil {
+				progress(p.String())
+			}
+		})
+		if err != nil {
+			return err
+		}
+	}
+	if !spec.HostRoot || spec.User == "" {
+		return nil
+	}
+	u, err := LookupUser(spec.User)
+	if err != nil {
+		return err
+	}
+	if err := ChownTree(spec.SandboxDir, u.UID, u.GID); err != nil {
+		return fmt.Errorf("give the sandbox to %s: %w", spec.User, err)
+	}
+	for _, m := range spec.Mounts {
+		if v, ok := m.(VolumeMount); ok && v.Path == "" {
+			dir, err := h.Layout.VolumeDir(v.PersistenceID)
+			if err != nil {
+				return err
+			}
+			if err := os.Lchown(dir, u.UID, u.GID); err != nil {
+				return fmt.Errorf("give volume %s to %s: %w", v.PersistenceID, spec.User, err)
+			}
+		}
+	}
 	return nil
 }
 

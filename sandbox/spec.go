@@ -1,6 +1,10 @@
 package sandbox
 
-import "time"
+import (
+	"time"
+
+	"github.com/mesolite/mesolite/sandbox/fetch"
+)
 
 // Labels every container of mesolite carries. LabelAgentID tells the
 // containers of one agent (one work directory) from all others.
@@ -34,7 +38,7 @@ type TaskSpec struct {
 	Cmd        []string // nil keeps the image's command
 	Env        []string // KEY=VALUE, in order; later ones win
 
-	SandboxDir string  // host directory mounted at MountPoint
+	SandboxDir string  // host directory mounted at SandboxPath()
 	Mounts     []Mount // what the task asks for; resolved into Binds by PrepareSandbox
 	// Binds are Mounts resolved on the host (symlinks followed, containment
 	// checked), set by Host.PrepareSandbox; the runtime binds exactly these.
@@ -49,6 +53,18 @@ type TaskSpec struct {
 	MemorySwap  int64 // 0 = the runtime's default
 	Privileged  bool
 	StopTimeout int // seconds before SIGKILL
+
+	// HostRoot marks a command task (an app without an image): the
+	// container's root is the host's file system, its system directories
+	// read-only, and the sandbox is at its own host path (SandboxPath),
+	// which is the working directory and $MESOS_SANDBOX. Image is empty.
+	HostRoot bool
+	// User is the host account a command task runs as; "" runs it as the
+	// agent's user, as Marathon's default user is the one it runs as.
+	User string
+	// Fetch are the URIs Host.Fetch puts in the sandbox before the task
+	// runs.
+	Fetch []fetch.Item
 
 	// Parameters are runtime options given as they are
 	// (container.docker.parameters), applied by the runtime last.
@@ -67,6 +83,15 @@ type PortBinding struct {
 	HostPort      int
 	Protocol      string // tcp, udp, or both as "udp,tcp"
 	HostIP        string
+}
+
+// SandboxPath is where the task sees its sandbox: MountPoint in an image,
+// its own host path in a command task.
+func (s *TaskSpec) SandboxPath() string {
+	if s.HostRoot {
+		return s.SandboxDir
+	}
+	return MountPoint
 }
 
 // Name is the container name of the task: mesos-<container id>.

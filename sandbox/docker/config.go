@@ -78,7 +78,7 @@ func dockerConfig(s *sandbox.TaskSpec, agentID string) (*container.Config, *cont
 // Binds: a missing source is an error instead of a new empty directory, so
 // a vanished volume is never silently replaced.
 func bindMounts(hc *container.HostConfig, s *sandbox.TaskSpec) error {
-	hc.Mounts = append(hc.Mounts, bind(s.SandboxDir, sandbox.MountPoint, false))
+	hc.Mounts = append(hc.Mounts, bind(s.SandboxDir, s.SandboxPath(), false))
 	binds := append([]sandbox.Bind(nil), s.Binds...)
 	// Parents before children, so a volume inside the sandbox mount lands
 	// on top of it.

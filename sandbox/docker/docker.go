@@ -32,6 +32,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/mesolite/mesolite/sandbox"
+	"github.com/mesolite/mesolite/sandbox/fetch"
 )
 
 // dockerAPI is the part of the Docker client the runtime uses, so tests can
@@ -47,6 +48,7 @@ type dockerAPI interface {
 	ContainerExecCreate(ctx context.Context, containerID string, options container.ExecOptions) (container.ExecCreateResponse, error)
 	ContainerExecAttach(ctx context.Context, execID string, config container.ExecAttachOptions) (types.HijackedResponse, error)
 	ContainerExecInspect(ctx context.Context, execID string) (container.ExecInspect, error)
+	ImageImport(ctx context.Context, source image.ImportSource, ref string, options image.ImportOptions) (io.ReadCloser, error)
 	ImageInspect(ctx context.Context, imageID string, inspectOpts ...client.ImageInspectOption) (image.InspectResponse, error)
 	ImagePull(ctx context.Context, refStr string, options image.PullOptions) (io.ReadCloser, error)
 	Events(ctx context.Context, options events.ListOptions) (<-chan events.Message, <-chan error)
@@ -72,6 +74,12 @@ type Config struct {
 	// labels and finds the agent's containers.
 	Layout sandbox.Layout
 	Logger zerolog.Logger
+	// InitBinary is the mesolite binary on the host, bound into a command
+	// task's container as its first process (package taskinit). Empty
+	// refuses command tasks.
+	InitBinary string
+	// Fetcher fetches the tasks' URIs into their sandboxes (Host.Fetch).
+	Fetcher *fetch.Fetcher
 	// Failpoint, when set, is called with "docker.create" between creating
 	// a container and starting it, the one crash window inside Run. The
 	// fault-injection tests kill the agent there.
@@ -86,6 +94,7 @@ type Runtime struct {
 	agentID string
 	log     zerolog.Logger
 	fail    func(point string)
+	init    string // InitBinary
 
 	// negotiateMu serializes the first calls until one has settled the
 	// client's API version; negotiated is set from then on.
@@ -103,7 +112,7 @@ func New(cfg Config) (*Runtime, error) {
 	if err != nil {
 		return nil, fmt.Errorf("docker client: %w", err)
 	}
-	return &Runtime{Host: sandbox.Host{Layout: cfg.Layout}, api: c, agentID: cfg.Layout.AgentID, log: cfg.Logger, fail: cfg.Failpoint}, nil
+	return &Runtime{Host: sandbox.Host{Layout: cfg.Layout, Fetcher: cfg.Fetcher}, api: c, agentID: cfg.Layout.AgentID, log: cfg.Logger, fail: cfg.Failpoint, init: cfg.InitBinary}, nil
 }
 
 // ready makes the client settle its API version before a call that uses
@@ -174,7 +183,7 @@ func (d *Runtime) Run(ctx context.Context, spec *sandbox.TaskSpec, progress func
 	if err := d.ready(ctx); err != nil {
 		return sandbox.Container{}, err
 	}
-	cfg, hc, nc, err := dockerConfig(spec, d.agentID)
+	cfg, hc, nc, err := d.config(spec)
 	if err != nil {
 		return sandbox.Container{}, err
 	}
@@ -186,7 +195,12 @@ func (d *Runtime) Run(ctx context.Context, spec *sandbox.TaskSpec, progress func
 			return sandbox.Container{}, fmt.Errorf("%w: %s exists and belongs to task %q of agent %q", sandbox.ErrConflict, name, existing.TaskID(), existing.Labels[sandbox.LabelAgentID])
 		}
 	case errors.Is(err, sandbox.ErrNotFound):
-		if err := d.ensureImage(ctx, spec.Image, spec.ForcePull, progress); err != nil {
+		if spec.HostRoot {
+			err = d.ensureHostRootImage(ctx)
+		} else {
+			err = d.ensureImage(ctx, spec.Image, spec.ForcePull, progress)
+		}
+		if err != nil {
 			return sandbox.Container{}, err
 		}
 		cctx, cancel := context.WithTimeout(ctx, callTimeout)
@@ -228,6 +242,28 @@ func (d *Runtime) Run(ctx context.Context, spec *sandbox.TaskSpec, progress func
 		return existing, classify(err, "start container "+name)
 	}
 	return d.Inspect(ctx, existing.ID)
+}
+
+// config is Docker's create request for spec; a command task's user is
+// resolved on the host here (ErrNoUser when it does not exist).
+func (d *Runtime) config(spec *sandbox.TaskSpec) (*container.Config, *container.HostConfig, *network.NetworkingConfig, error) {
+	cfg, hc, nc, err := dockerConfig(spec, d.agentID)
+	if err != nil || !spec.HostRoot {
+		return cfg, hc, nc, err
+	}
+	if d.init == "" {
+		return nil, nil, nil, fmt.Errorf("command task %s: this runtime has no init binary for apps without an image", spec.TaskID)
+	}
+	var u *sandbox.User
+	if spec.User != "" {
+		user, err := sandbox.LookupUser(spec.User)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		u = &user
+	}
+	hostRootConfig(cfg, hc, spec, u, d.init)
+	return cfg, hc, nc, nil
 }
 
 // ensureImage pulls the image when it is missing or forced.

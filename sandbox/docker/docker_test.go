@@ -88,7 +88,11 @@ func newDockerEnv(t *testing.T) *dockerEnv {
 	workDir := t.TempDir() // first: cleanups run last-in first-out
 	agentID := "mesolite-test-" + randomHex(6)
 	layout := sandbox.Layout{WorkDir: workDir, AgentID: agentID, FrameworkID: "fw-0000", Role: "mesolite"}
-	d, err := New(Config{Layout: layout, Logger: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)})
+	exe, err := os.Executable() // taskinit of command tasks (TestMain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := New(Config{Layout: layout, InitBinary: exe, Logger: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -165,6 +165,11 @@ func (f *fakeAPI) ImageInspect(_ context.Context, ref string, _ ...client.ImageI
 	return f.imageInspect(ref)
 }
 
+func (f *fakeAPI) ImageImport(_ context.Context, _ image.ImportSource, ref string, _ image.ImportOptions) (io.ReadCloser, error) {
+	f.record("import " + ref)
+	return nil, f.unscripted("import")
+}
+
 func (f *fakeAPI) ImagePull(_ context.Context, ref string, _ image.PullOptions) (io.ReadCloser, error) {
 	f.record("pull " + ref)
 	if f.imagePull == nil {

@@ -1,4 +1,6 @@
-// Package hostroot is what a command task (a Marathon app without an
+package docker
+
+// A command task (a Marathon app without an
 // image) needs to run in a Docker container whose root is the host's file
 // system, as Mesos's containerizer runs a task without an image:
 //
@@ -38,106 +40,98 @@
 //     home directories are not there at all, where a host process could
 //     write wherever its user may.
 //
-// The costs: Docker needs an image (Image, imported once from an empty
+// The costs: Docker needs an image (HostRootImage, imported once from an empty
 // tar, no registry), the sandbox keeps its host path (the daemon runs on
 // this machine, as it must for any task's sandbox), a user is resolved on
 // the host and given to Docker as uid:gid, and what a task needs beyond
 // the system directories comes through volumes (host_path_roots).
-package hostroot
 
 import (
-	"errors"
-	"fmt"
-	"io/fs"
+	"bytes"
+	"context"
+	"io"
 	"os"
-	"os/user"
-	"path/filepath"
 	"strconv"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/image"
+	"github.com/docker/docker/api/types/mount"
+
+	"github.com/mesolite/mesolite/sandbox"
+	"github.com/mesolite/mesolite/sandbox/taskinit"
 )
 
-// Image is the empty image every command task's container is made from.
-const Image = "mesolite/hostroot:1"
+// HostRootImage is the empty image every command task's container is
+// made from.
+const HostRootImage = "mesolite/hostroot:1"
 
-// EmptyTar is a tar archive with no entries (its two zero end blocks):
-// what docker import makes Image from.
-func EmptyTar() []byte { return make([]byte, 1024) }
+// emptyTar is a tar archive with no entries (its two zero end blocks):
+// what docker import makes HostRootImage from.
+func emptyTar() []byte { return make([]byte, 1024) }
 
 // systemDirs are bound read-only into a command task's container when
 // the host has them. Home directories, /root, /var, /srv and /mnt are
 // left out: a task gets what it needs through volumes and its sandbox.
 var systemDirs = []string{"/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/usr", "/etc", "/opt"}
 
-// Bind is a bind mount of a host path at the same path in the container.
-type Bind struct {
-	Path     string
-	ReadOnly bool
-}
-
-// SystemBinds returns the read-only binds of the system directories this
+// systemBinds returns the read-only binds of the system directories this
 // host has. A merged-/usr host's /bin (a link to usr/bin) is bound too:
 // the kernel follows the link, and /bin/sh works as on the host.
-func SystemBinds() []Bind {
-	var out []Bind
+func systemBinds() []mount.Mount {
+	var out []mount.Mount
 	for _, d := range systemDirs {
 		if st, err := os.Stat(d); err == nil && st.IsDir() {
-			out = append(out, Bind{Path: d, ReadOnly: true})
+			out = append(out, bind(d, d, true))
 		}
 	}
 	return out
 }
 
-// ErrNoUser: the app's user does not exist on this machine.
-var ErrNoUser = errors.New("no such user")
-
-// User is an account of the host, as a command task runs under it.
-type User struct {
-	Name   string
-	UID    int
-	GID    int
-	Groups []int // supplementary group ids
+// hostRootConfig turns the generic config of a command task into one
+// whose root is the host's: the empty image, taskinit as the first
+// process (working in the sandbox), the system directories and the init
+// binary bound read-only, a private /tmp, and the user as uid:gid. The
+// sandbox and the volumes are bound at their own paths by bindMounts.
+func hostRootConfig(cfg *container.Config, hc *container.HostConfig, s *sandbox.TaskSpec, u *sandbox.User, initBinary string) {
+	cfg.Image = HostRootImage
+	cfg.Entrypoint = []string{"/" + taskinit.Name, "-w", s.SandboxDir, "--"}
+	cfg.Cmd = s.Cmd
+	cfg.WorkingDir = ""
+	hc.Tmpfs = map[string]string{"/tmp": "rw,exec,nosuid,nodev,mode=1777"}
+	mounts := systemBinds()
+	mounts = append(mounts, bind(initBinary, "/"+taskinit.Name, true))
+	hc.Mounts = append(mounts, hc.Mounts...)
+	if u != nil {
+		cfg.User = u.Spec()
+		for _, g := range u.Groups {
+			hc.GroupAdd = append(hc.GroupAdd, strconv.Itoa(g))
+		}
+	}
 }
 
-// Spec is the user as Docker takes it: "uid:gid", numeric, because
-// Docker would look names up in the (empty) image's /etc/passwd.
-func (u User) Spec() string { return strconv.Itoa(u.UID) + ":" + strconv.Itoa(u.GID) }
-
-// LookupUser resolves a user name (or a numeric uid) against the host's
-// accounts.
-func LookupUser(name string) (User, error) {
-	u, err := user.Lookup(name)
-	if _, numeric := strconv.Atoi(name); err != nil && numeric == nil {
-		u, err = user.LookupId(name)
-	}
-	if err != nil {
-		return User{}, fmt.Errorf("%w: user %q does not exist on this machine: create it (useradd %s) or change the app's \"user\"", ErrNoUser, name, name)
-	}
-	uid, err1 := strconv.Atoi(u.Uid)
-	gid, err2 := strconv.Atoi(u.Gid)
-	if err1 != nil || err2 != nil {
-		return User{}, fmt.Errorf("user %q has a non-numeric uid %q or gid %q", name, u.Uid, u.Gid)
-	}
-	out := User{Name: u.Username, UID: uid, GID: gid}
-	if ids, err := u.GroupIds(); err == nil {
-		for _, g := range ids {
-			if n, err := strconv.Atoi(g); err == nil && n != gid {
-				out.Groups = append(out.Groups, n)
-			}
-		}
-	}
-	return out, nil
-}
-
-// ChownTree gives dir and everything below it to uid:gid, as Mesos gives
-// a task's sandbox to its user once the fetcher is done. Links are
-// changed themselves, never followed.
-func ChownTree(dir string, uid, gid int) error {
-	return filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if err := os.Lchown(p, uid, gid); err != nil {
-			return fmt.Errorf("chown %s: %w", p, err)
-		}
+// ensureHostRootImage imports the empty image when the daemon lacks it
+// (never pulled: no registry has it).
+func (d *Runtime) ensureHostRootImage(ctx context.Context) error {
+	ictx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	_, err := d.api.ImageInspect(ictx, HostRootImage)
+	if err == nil {
 		return nil
-	})
+	}
+	if !cerrdefs.IsNotFound(err) {
+		return classify(err, "inspect image "+HostRootImage)
+	}
+	rc, err := d.api.ImageImport(ictx, image.ImportSource{Source: bytes.NewReader(emptyTar()), SourceName: "-"}, HostRootImage,
+		image.ImportOptions{Changes: []string{"LABEL mesolite.hostroot=1"}})
+	if err != nil {
+		return classify(err, "import image "+HostRootImage)
+	}
+	defer rc.Close()
+	if _, err := io.Copy(io.Discard, rc); err != nil {
+		return classify(err, "import image "+HostRootImage)
+	}
+	d.log.Info().Str("image", HostRootImage).Msg("imported the empty image of command tasks")
+	return nil
 }
+
