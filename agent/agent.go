@@ -29,6 +29,7 @@ import (
 	"github.com/mesolite/mesolite/agent/marathon"
 	"github.com/mesolite/mesolite/metrics"
 	"github.com/mesolite/mesolite/sandbox"
+	"github.com/mesolite/mesolite/sandbox/fetch"
 	"github.com/mesolite/mesolite/store"
 )
 
@@ -153,10 +154,14 @@ type Agent struct {
 func New(cfg Config, st *store.Store, newRuntime func(sandbox.Layout) (Runtime, error)) (*Agent, error) {
 	cfg.setDefaults()
 	a := &Agent{
-		cfg:            cfg,
-		log:            cfg.Logger,
-		store:          st,
-		opts:           marathon.Options{HostPathRoots: cfg.HostPathRoots, AllowPrivileged: cfg.AllowPrivileged},
+		cfg:   cfg,
+		log:   cfg.Logger,
+		store: st,
+		opts: marathon.Options{
+			HostPathRoots: cfg.HostPathRoots, AllowPrivileged: cfg.AllowPrivileged,
+			CheckFetchURI: func(uri string) error { return fetch.CheckURI(uri, cfg.HostPathRoots) },
+			CheckUser:     sandbox.CheckUser,
+		},
 		bus:            newBus(cfg.Logger, cfg.Metrics),
 		inbox:          make(chan func(), 4096),
 		apps:           map[string]*app{},

@@ -40,6 +40,7 @@ type checkTarget struct {
 	check     marathon.HealthCheck
 	addr      string // host:port for TCP and HTTP(S)
 	dockerID  string // for COMMAND
+	workDir   string // for COMMAND in a command task: its sandbox
 	startedAt time.Time
 	succeeded bool // the check has passed before (an adopted task)
 }
@@ -63,6 +64,11 @@ func (a *Agent) startHealth(ap *app, inst *instance) {
 		target := checkTarget{
 			index: i, check: hc, dockerID: t.DockerID, startedAt: t.StartedAt,
 			succeeded: !t.Health[i].FirstSuccess.IsZero(),
+		}
+		if ap.spec.IsCommand() {
+			// A command task's init works in the sandbox, but an exec
+			// starts in /: the check runs where the task does, as Mesos's.
+			target.workDir = t.SandboxDir
 		}
 		addr, err := checkAddr(ap, inst, hc)
 		if err != nil && hc.Protocol != marathon.ProtoCommand {
@@ -247,7 +253,11 @@ func (tg checkTarget) once(ctx context.Context, exec execFunc) checkResult {
 		}
 		return checkResult{cause: status}
 	case marathon.ProtoCommand:
-		code, out, err := exec(ctx, tg.dockerID, []string{"/bin/sh", "-c", hc.Command.Value})
+		cmd := hc.Command.Value
+		if tg.workDir != "" {
+			cmd = "cd '" + strings.ReplaceAll(tg.workDir, "'", `'\''`) + "' || exit 125\n" + cmd
+		}
+		code, out, err := exec(ctx, tg.dockerID, []string{"/bin/sh", "-c", cmd})
 		if err != nil {
 			return checkResult{cause: "run command: " + err.Error()}
 		}

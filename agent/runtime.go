@@ -38,6 +38,12 @@ type HostRuntime interface {
 	// PrepareSandbox makes the task's sandbox directory and resolves its
 	// mounts into spec.Binds. It is idempotent.
 	PrepareSandbox(ctx context.Context, spec *sandbox.TaskSpec) error
+	// Fetch puts the task's fetch URIs into its prepared sandbox and gives
+	// a command task's sandbox to its user; progress gets a line now and
+	// then. Running it again after a failure or a crash is safe. Errors:
+	// *fetch.Error (its class: HTTP status, DNS, size limit, bad archive,
+	// timeout…), sandbox.ErrNoUser.
+	Fetch(ctx context.Context, spec *sandbox.TaskSpec, progress func(string)) error
 	// RemoveSandbox deletes every run (sandbox) of a task.
 	RemoveSandbox(ctx context.Context, taskID string) error
 	// CreateVolume makes a persistent volume; an existing one is kept.

@@ -100,24 +100,17 @@ func (a *Agent) runTask(ap *app, inst *instance, t *Task) {
 	log := a.log.With().Str("app_id", ap.id()).Str("task_id", t.ID).Logger()
 	log.Info().Str("image", spec.Image).Msg("launching task")
 	taskID := t.ID
+	progress := func(line string) {
+		a.post(func() { a.onProgress(inst, taskID, line) })
+	}
 	a.goWork(func(ctx context.Context) {
 		start := time.Now()
-		// Wait for a launch slot: Docker runs a few launches at once as
-		// fast as many, and many at once only make each one slower, until
-		// its calls time out. A launch that never got a slot left nothing
-		// behind; the next start finishes it (the task is STAGING).
-		select {
-		case a.launchSlots <- struct{}{}:
-		case <-ctx.Done():
+		c, err := a.launchWork(ctx, spec, progress)
+		if ctx.Err() != nil && c.ID == "" && err != nil {
+			// Stopping before anything ran: the task stays STAGING and the
+			// next start launches it (fetching again, into a swept sandbox).
 			return
 		}
-		// A launch under way finishes even when the agent is stopping, so
-		// it never leaves a container created but not started; the agent
-		// waits a few seconds for it, and the next start adopts it.
-		c, err := a.prepareAndRun(context.WithoutCancel(ctx), spec, func(line string) {
-			a.post(func() { a.onProgress(inst, taskID, line) })
-		})
-		<-a.launchSlots
 		if err != nil && !errors.Is(err, sandbox.ErrUnavailable) && ctx.Err() == nil {
 			// Do not leave a created-but-not-started container behind.
 			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
@@ -132,14 +125,48 @@ func (a *Agent) runTask(ap *app, inst *instance, t *Task) {
 	})
 }
 
-// prepareAndRun is a launch's work on the host and in the runtime.
-func (a *Agent) prepareAndRun(ctx context.Context, spec *sandbox.TaskSpec, progress func(string)) (sandbox.Container, error) {
-	if err := a.rt.PrepareSandbox(ctx, spec); err != nil {
+// launchWork is a launch's work on the host and in the runtime.
+//
+// The host half comes first and outside the launch slots, because a
+// download may take minutes: the sandbox, then the fetch (TASK_STAGING,
+// its progress in the task's message). Stopping the agent cancels a
+// fetch safely, since nothing exists in the runtime yet. Then, in a slot,
+// the container: a run under way finishes even when the agent is
+// stopping, so it never leaves a container created but not started; the
+// agent waits a few seconds for it, and the next start adopts it.
+//
+// Crash windows of the host half (the task is STAGING throughout, and
+// recovery calls runTask again, which prepares and fetches again):
+//   - sandbox made, nothing fetched          ("sandbox.create")
+//   - before and after the fetch              ("fetch.before", "fetch.after")
+//   - a download written and synced in the cache, not yet renamed, and
+//     renamed, not yet in use                 ("fetch.cache.write", "fetch.cache.commit")
+//
+// A crash mid-download leaves temporary files only, which the cache
+// sweeps when it opens and the next fetch sweeps from the sandbox.
+func (a *Agent) launchWork(ctx context.Context, spec *sandbox.TaskSpec, progress func(string)) (sandbox.Container, error) {
+	if err := a.rt.PrepareSandbox(context.WithoutCancel(ctx), spec); err != nil {
 		return sandbox.Container{}, err
 	}
 	a.fail("sandbox.create")
+	if len(spec.Fetch) > 0 || spec.HostRoot {
+		a.fail("fetch.before")
+		if err := a.rt.Fetch(ctx, spec, progress); err != nil {
+			return sandbox.Container{}, err
+		}
+		a.fail("fetch.after")
+	}
+	// Wait for a launch slot: Docker runs a few launches at once as fast
+	// as many, and many at once only make each one slower, until its
+	// calls time out.
+	select {
+	case a.launchSlots <- struct{}{}:
+	case <-ctx.Done():
+		return sandbox.Container{}, ctx.Err()
+	}
+	defer func() { <-a.launchSlots }()
 	a.fail("docker.run.before")
-	c, err := a.rt.Run(ctx, spec, progress)
+	c, err := a.rt.Run(context.WithoutCancel(ctx), spec, progress)
 	a.fail("docker.run.after")
 	return c, err
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/mesolite/mesolite/agent/marathon"
 	"github.com/mesolite/mesolite/sandbox"
+	"github.com/mesolite/mesolite/sandbox/fetch"
 )
 
 // taskSpec turns an app, its instance's reservation and a task into what
@@ -40,14 +41,26 @@ func (a *Agent) taskSpec(ap *app, inst *instance, t *Task) (*sandbox.TaskSpec, e
 		ts.Privileged = d.Privileged && a.cfg.AllowPrivileged
 	}
 	switch {
+	case spec.IsCommand():
+		// Mesos's command executor: cmd through /bin/sh -c, or args as
+		// they are, on the host's file system, as the app's user.
+		ts.HostRoot, ts.User = true, spec.User
+		if spec.Cmd != "" {
+			ts.Cmd = []string{"/bin/sh", "-c", spec.Cmd}
+		} else {
+			ts.Cmd = spec.Args
+		}
 	case spec.Cmd != "":
 		ts.Entrypoint = []string{"/bin/sh", "-c"}
 		ts.Cmd = []string{spec.Cmd}
 	case len(spec.Args) > 0:
 		ts.Cmd = spec.Args
 	}
+	for _, f := range spec.Fetch {
+		ts.Fetch = append(ts.Fetch, fetch.Item{URI: f.URI, Extract: f.Extract, Executable: f.Executable, Cache: f.Cache, DestPath: f.DestPath})
+	}
 
-	ports, env := a.portsAndEnv(ap, inst, t)
+	ports, env := a.portsAndEnv(ap, inst, t, ts.SandboxPath())
 	ts.Ports = ports
 	ts.Env = env
 	switch spec.NetworkMode() {
@@ -59,7 +72,7 @@ func (a *Agent) taskSpec(ap *app, inst *instance, t *Task) (*sandbox.TaskSpec, e
 		ts.NetworkMode = spec.Networks[0].Name
 	}
 
-	mounts, err := a.mounts(spec, r)
+	mounts, err := a.mounts(spec, r, ts.SandboxPath())
 	if err != nil {
 		return nil, err
 	}
@@ -76,23 +89,29 @@ func (a *Agent) taskSpec(ap *app, inst *instance, t *Task) (*sandbox.TaskSpec, e
 // portsAndEnv builds the port bindings and the environment of a task,
 // Marathon's and Mesos's variables first and the app's env last, so the
 // app's values win.
-func (a *Agent) portsAndEnv(ap *app, inst *instance, t *Task) ([]sandbox.PortBinding, []string) {
+func (a *Agent) portsAndEnv(ap *app, inst *instance, t *Task, sandboxPath string) ([]sandbox.PortBinding, []string) {
 	spec := ap.spec
 	r := inst.rec.Reservation
 	env := []string{
-		"MESOS_SANDBOX=" + sandbox.MountPoint,
+		"MESOS_SANDBOX=" + sandboxPath,
 		"MESOS_TASK_ID=" + t.ID,
 		"MESOS_CONTAINER_NAME=" + sandbox.ContainerName(t.ContainerID),
 		"MESOS_AGENT_ID=" + a.ident.AgentID,
 		"MESOS_FRAMEWORK_ID=" + a.ident.FrameworkID,
 		"MARATHON_APP_ID=" + spec.ID,
 		"MARATHON_APP_VERSION=" + formatTime(ap.rec.Version),
-		"MARATHON_APP_DOCKER_IMAGE=" + spec.Image(),
 		"MARATHON_APP_RESOURCE_CPUS=" + scalaDouble(spec.Cpus),
 		"MARATHON_APP_RESOURCE_MEM=" + scalaDouble(spec.Mem),
 		"MARATHON_APP_RESOURCE_DISK=" + scalaDouble(spec.Disk),
 		"MARATHON_APP_RESOURCE_GPUS=" + strconv.Itoa(spec.Gpus),
 		"HOST=" + a.cfg.Hostname,
+	}
+	if spec.IsCommand() {
+		// The host's home directories are not in a command task's
+		// container: caches and dotfiles go to the sandbox.
+		env = append(env, "HOME="+sandboxPath)
+	} else {
+		env = append(env, "MARATHON_APP_DOCKER_IMAGE="+spec.Image())
 	}
 	keys := make([]string, 0, len(spec.Labels))
 	for k := range spec.Labels {
@@ -164,11 +183,12 @@ func scalaDouble(x float64) string {
 }
 
 // mounts lists the mounts of a task: each persistent volume under the
-// sandbox mount point, and each host volume where the app asks. A relative
+// sandbox as the task sees it (sandboxPath), and each host volume where
+// the app asks. A relative
 // hostPath is a directory of the sandbox; when its first segment names a
 // persistent volume, it is that volume's directory (Marathon's recipe for
 // exposing a persistent volume at an absolute path). It does no I/O.
-func (a *Agent) mounts(spec *marathon.App, r *Reservation) ([]sandbox.Mount, error) {
+func (a *Agent) mounts(spec *marathon.App, r *Reservation, sandboxPath string) ([]sandbox.Mount, error) {
 	volIDs := map[string]string{}
 	for _, v := range r.Volumes {
 		volIDs[v.ContainerPath] = v.PersistenceID
@@ -177,7 +197,7 @@ func (a *Agent) mounts(spec *marathon.App, r *Reservation) ([]sandbox.Mount, err
 	for _, v := range spec.Container.Volumes {
 		target := v.ContainerPath
 		if !path.IsAbs(target) {
-			target = path.Join(sandbox.MountPoint, target)
+			target = path.Join(sandboxPath, target)
 		}
 		ro := v.Mode == "RO"
 		switch {

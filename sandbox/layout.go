@@ -31,6 +31,11 @@ type Layout struct {
 	Role        string
 }
 
+// FetchCacheDir holds the fetcher's cache (see package fetch).
+func (l Layout) FetchCacheDir() string {
+	return filepath.Join(l.WorkDir, "fetch-cache")
+}
+
 // VolumesRoot is the directory that holds the role's persistent volumes.
 func (l Layout) VolumesRoot() string {
 	return filepath.Join(l.WorkDir, "volumes", "roles", l.Role)

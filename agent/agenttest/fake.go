@@ -21,6 +21,7 @@ import (
 
 	"github.com/mesolite/mesolite/sandbox"
 	"github.com/mesolite/mesolite/sandbox/docker"
+	"github.com/mesolite/mesolite/sandbox/fetch"
 )
 
 // Container is a fake container.
@@ -71,10 +72,19 @@ func (r *Runtime) Runs() int {
 	return r.runs
 }
 
-// New returns a fake runtime for the agent of a layout.
+// New returns a fake runtime for the agent of a layout, with a real
+// fetcher (its cache in the layout's work directory, local files under
+// /tmp).
 func New(layout sandbox.Layout) *Runtime {
+	f, err := fetch.New(fetch.Config{
+		CacheDir: layout.FetchCacheDir(), CacheSize: 64 << 20, MaxSize: 64 << 20,
+		Timeout: 30 * time.Second, HostPathRoots: []string{os.TempDir()},
+	})
+	if err != nil {
+		f = nil // a task with fetch entries then fails, saying there is no fetcher
+	}
 	return &Runtime{
-		Host:          sandbox.Host{Layout: layout},
+		Host:          sandbox.Host{Layout: layout, Fetcher: f},
 		agentID:       layout.AgentID,
 		containers:    map[string]*Container{},
 		byName:        map[string]string{},

@@ -25,6 +25,7 @@ import (
 	"github.com/mesolite/mesolite/metrics"
 	"github.com/mesolite/mesolite/sandbox"
 	"github.com/mesolite/mesolite/sandbox/docker"
+	"github.com/mesolite/mesolite/sandbox/fetch"
 	"github.com/mesolite/mesolite/store"
 )
 
@@ -103,6 +104,20 @@ func newLogger(w io.Writer, level, format string) zerolog.Logger {
 		out = zerolog.ConsoleWriter{Out: w, TimeFormat: "15:04:05.000", NoColor: !tty}
 	}
 	return zerolog.New(out).Level(lvl).With().Timestamp().Logger()
+}
+
+// taskInitBinary is this binary's path, with links resolved: a command
+// task's container runs it as its first process (package taskinit).
+func taskInitBinary() (string, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return "", fmt.Errorf("find this binary (the init of command tasks): %w", err)
+	}
+	resolved, err := filepath.EvalSymlinks(exe)
+	if err != nil {
+		return "", fmt.Errorf("find this binary (the init of command tasks): %w", err)
+	}
+	return resolved, nil
 }
 
 // failpointKiller reads MESOLITE_FAILPOINT=<point|any>:<n> and returns a
@@ -193,9 +208,23 @@ func serveAgent(cfg fileConfig, log zerolog.Logger) error {
 		}
 		acfg.Failpoint = f
 	}
+	initBinary, err := taskInitBinary()
+	if err != nil {
+		return err
+	}
 	var rt containerRuntime
 	a, err := agent.New(acfg, st, func(l sandbox.Layout) (agent.Runtime, error) {
-		d, err := docker.New(docker.Config{Host: cfg.DockerHost, Layout: l, Logger: log, Failpoint: acfg.Failpoint})
+		f, err := fetch.New(fetch.Config{
+			CacheDir: l.FetchCacheDir(), CacheSize: cfg.Fetcher.CacheSize.n, MaxSize: cfg.Fetcher.MaxSize.n,
+			Timeout: cfg.Fetcher.Timeout.Duration, HostPathRoots: roots, Failpoint: acfg.Failpoint,
+		})
+		if err != nil {
+			return nil, err
+		}
+		d, err := docker.New(docker.Config{
+			Host: cfg.DockerHost, Layout: l, Logger: log, Failpoint: acfg.Failpoint,
+			InitBinary: initBinary, Fetcher: f,
+		})
 		if err != nil {
 			return nil, err
 		}

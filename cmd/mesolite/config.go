@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/mesolite/mesolite/sandbox/fetch"
 )
 
 // fileConfig is agent.toml. Every key is documented in the shipped
@@ -33,6 +35,37 @@ type fileConfig struct {
 	Tasks     tasksConfig     `toml:"tasks"`
 	Recovery  recoveryConfig  `toml:"recovery"`
 	Security  securityConfig  `toml:"security"`
+	Fetcher   fetcherConfig   `toml:"fetcher"`
+}
+
+// fetcherConfig is [fetcher]: the cache and the limits of each URI.
+type fetcherConfig struct {
+	CacheSize byteSize `toml:"cache_size"`
+	MaxSize   byteSize `toml:"max_size"`
+	Timeout   duration `toml:"timeout"`
+}
+
+// byteSize reads "2GiB", "512MiB", "64KiB", "1048576" (bytes) or "0".
+type byteSize struct{ n int64 }
+
+func (b *byteSize) UnmarshalText(text []byte) error {
+	s := strings.TrimSpace(string(text))
+	num, mult := s, int64(1)
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"TiB", 1 << 40}, {"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"B", 1}} {
+		if strings.HasSuffix(s, u.suffix) {
+			num, mult = strings.TrimSpace(strings.TrimSuffix(s, u.suffix)), u.mult
+			break
+		}
+	}
+	v, err := strconv.ParseFloat(num, 64)
+	if err != nil || v < 0 || v*float64(mult) > float64(1<<62) {
+		return fmt.Errorf("%q is not a size (use e.g. \"2GiB\", \"512MiB\" or \"0\")", s)
+	}
+	b.n = int64(v * float64(mult))
+	return nil
 }
 
 type resourcesConfig struct {
@@ -95,6 +128,11 @@ func defaultFileConfig() fileConfig {
 		Recovery: recoveryConfig{
 			ReconcileInterval: duration{30 * time.Second},
 			OrphanGrace:       duration{time.Minute},
+		},
+		Fetcher: fetcherConfig{
+			CacheSize: byteSize{fetch.DefaultCacheSize},
+			MaxSize:   byteSize{fetch.DefaultMaxSize},
+			Timeout:   duration{fetch.DefaultTimeout},
 		},
 	}
 }

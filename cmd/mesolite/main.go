@@ -7,6 +7,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
+
+	"github.com/mesolite/mesolite/sandbox/taskinit"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
@@ -40,6 +43,11 @@ with the token in $MESOLITE_TOKEN when the agent requires one.
 `
 
 func main() {
+	// In a command task's container this binary is the task's first
+	// process, bound there under taskinit's name.
+	if filepath.Base(os.Args[0]) == taskinit.Name {
+		os.Exit(taskinit.Main(os.Args[1:], os.Stderr))
+	}
 	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }
 

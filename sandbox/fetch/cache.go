@@ -36,6 +36,7 @@ import (
 type cache struct {
 	dir      string
 	capacity int64
+	fail     func(point string) // nil in production
 
 	mu       sync.Mutex // guards the fields below
 	entries  map[string]*entry
@@ -54,11 +55,14 @@ type flight struct {
 	err  error
 }
 
-func openCache(dir string, capacity int64) (*cache, error) {
+func openCache(dir string, capacity int64, fail func(string)) (*cache, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create fetcher cache %s: %w", dir, err)
 	}
-	c := &cache{dir: dir, capacity: capacity, entries: map[string]*entry{}, inflight: map[string]*flight{}}
+	if fail == nil {
+		fail = func(string) {}
+	}
+	c := &cache{dir: dir, capacity: capacity, fail: fail, entries: map[string]*entry{}, inflight: map[string]*flight{}}
 	list, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, fmt.Errorf("read fetcher cache %s: %w", dir, err)
@@ -177,6 +181,7 @@ func (c *cache) download(key, uri string, fill func(*os.File) (int64, error)) (s
 	if err := tmp.Close(); err != nil {
 		return "", nil, errorf(ErrIO, "write the fetcher cache: %w", err)
 	}
+	c.fail("fetch.cache.write") // crash: a temporary file, swept on open
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if !c.evictLocked(n) {
@@ -195,7 +200,8 @@ func (c *cache) download(key, uri string, fill func(*os.File) (int64, error)) (s
 	// durable: after a crash it is whole or missing, and a missing entry
 	// is downloaded again. Nothing to undo, so the error is dropped.
 	_ = syncDir(c.dir)
-	_ = os.WriteFile(final+".uri", []byte(uri+"\n"), 0o600)
+	_ = os.WriteFile(final+".uri", []byte(uri+"\n"), 0o600) // for people only
+	c.fail("fetch.cache.commit") // crash: a complete entry, found on open
 	c.entries[key] = &entry{size: n, used: time.Now(), refs: 1}
 	c.total += n
 	return final, c.releaser(key), nil

@@ -74,6 +74,11 @@ type Config struct {
 	Timeout time.Duration
 	// HostPathRoots are the directories local files may be fetched from.
 	HostPathRoots []string
+	// Failpoint, when set, is called with "fetch.cache.write" once a
+	// download is complete and synced in the cache under its temporary
+	// name, and "fetch.cache.commit" once it is renamed to its key: the
+	// crash windows of the cache, where the fault-injection tests kill.
+	Failpoint func(point string)
 	// Client makes the HTTP requests; nil: one with Go's defaults except
 	// transparent decompression, which would unpack a .tar.gz served with
 	// Content-Encoding: gzip behind the fetcher's back.
@@ -97,7 +102,7 @@ func New(cfg Config) (*Fetcher, error) {
 	}
 	f := &Fetcher{cfg: cfg}
 	if cfg.CacheDir != "" && cfg.CacheSize > 0 {
-		c, err := openCache(cfg.CacheDir, cfg.CacheSize)
+		c, err := openCache(cfg.CacheDir, cfg.CacheSize, cfg.Failpoint)
 		if err != nil {
 			return nil, err
 		}
