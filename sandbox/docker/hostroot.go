@@ -134,4 +134,3 @@ func (d *Runtime) ensureHostRootImage(ctx context.Context) error {
 	d.log.Info().Str("image", HostRootImage).Msg("imported the empty image of command tasks")
 	return nil
 }
-

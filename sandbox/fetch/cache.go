@@ -201,7 +201,7 @@ func (c *cache) download(key, uri string, fill func(*os.File) (int64, error)) (s
 	// is downloaded again. Nothing to undo, so the error is dropped.
 	_ = syncDir(c.dir)
 	_ = os.WriteFile(final+".uri", []byte(uri+"\n"), 0o600) // for people only
-	c.fail("fetch.cache.commit") // crash: a complete entry, found on open
+	c.fail("fetch.cache.commit")                            // crash: a complete entry, found on open
 	c.entries[key] = &entry{size: n, used: time.Now(), refs: 1}
 	c.total += n
 	return final, c.releaser(key), nil
