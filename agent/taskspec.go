@@ -36,7 +36,7 @@ func (a *Agent) taskSpec(ap *app, inst *instance, t *Task) (*sandbox.TaskSpec, e
 	if a.cfg.CPUQuota && spec.Cpus > 0 {
 		ts.CPUQuota = max(1000, int64(spec.Cpus*100000))
 	}
-	if d := spec.Container.Docker; d != nil {
+	if d := spec.DockerSection(); d != nil {
 		ts.ForcePull = d.ForcePullImage
 		ts.Privileged = d.Privileged && a.cfg.AllowPrivileged
 	}
@@ -78,7 +78,7 @@ func (a *Agent) taskSpec(ap *app, inst *instance, t *Task) (*sandbox.TaskSpec, e
 	}
 	ts.Mounts = mounts
 
-	if d := spec.Container.Docker; d != nil {
+	if d := spec.DockerSection(); d != nil {
 		for _, p := range d.Parameters {
 			ts.Parameters = append(ts.Parameters, sandbox.Parameter{Key: p.Key, Value: p.Value})
 		}
@@ -194,7 +194,7 @@ func (a *Agent) mounts(spec *marathon.App, r *Reservation, sandboxPath string) (
 		volIDs[v.ContainerPath] = v.PersistenceID
 	}
 	var out []sandbox.Mount
-	for _, v := range spec.Container.Volumes {
+	for _, v := range spec.Volumes() {
 		target := v.ContainerPath
 		if !path.IsAbs(target) {
 			target = path.Join(sandboxPath, target)

@@ -366,6 +366,23 @@ func (a *App) IsCommand() bool {
 	return a.Image() == ""
 }
 
+// DockerSection returns container.docker, or nil.
+func (a *App) DockerSection() *Docker {
+	if a.Container == nil {
+		return nil
+	}
+	return a.Container.Docker
+}
+
+// Volumes returns container.volumes, or nil (a command app may have no
+// container).
+func (a *App) Volumes() []Volume {
+	if a.Container == nil {
+		return nil
+	}
+	return a.Container.Volumes
+}
+
 // Image returns the Docker image, or "" when none is set.
 func (a *App) Image() string {
 	if a.Container == nil || a.Container.Docker == nil {
