@@ -96,7 +96,7 @@ func run() int {
 	out := fs.String("out", "BENCHMARKS.md", "the report")
 	jsonOut := fs.String("json", "bench.json", "the machine-readable report")
 	bin := fs.String("bin", "bin/mesolite", "the mesolite binary (make build)")
-	only := fs.String("only", "", "comma-separated subset: real,cycles,api,reconcile (default all)")
+	only := fs.String("only", "", "comma-separated subset: real,cycles,api,reconcile,fetch (default all)")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		return 2
 	}
@@ -169,6 +169,9 @@ func run() int {
 	if want("cycles") {
 		b.try("memory cycles", b.cycles)
 	}
+	if want("fetch") {
+		b.try("fetcher", b.fetchBench)
+	}
 	if want("real") {
 		b.try("real docker", b.realBenchmarks)
 	}
@@ -214,6 +217,8 @@ func (b *bench) settings() {
 		fmt.Sprintf("API: %d sequential requests per GET endpoint, %d POSTs, %s of 4-client throughput each; events: %d paced events, a burst of %d", p.apiReqs, p.apiPosts, p.apiThroughput, p.fanoutEvents, p.fanoutBurst),
 		fmt.Sprintf("reconcile work: %v tasks, CPU over %s", p.reconcileSizes, p.reconcileWindow),
 		"agent under test: bin/mesolite with log_level info, log_format json (to a file), reconcile_interval 30s (the defaults), resources cpus 64 / mem 64 GiB",
+		"command apps: a shell loop with no image, against the same container (empty image, read-only system directories, the init, the sandbox, host network) made with the Docker client",
+		fmt.Sprintf("fetcher: a 50 MiB .tar.gz (half incompressible, half text) from an HTTP server in this process on 127.0.0.1, %d measured runs each side, against `curl -sf URL | tar xz`; cache hits: %d", p.launchReps, p.launchReps),
 		"Docker baselines: the Docker Go client (github.com/docker/docker/client), as mesolite uses; not the docker CLI, whose own process start-up (≈100–200 ms more per run here) would flatter mesolite",
 	}
 	if b.quick {

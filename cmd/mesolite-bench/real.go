@@ -38,6 +38,7 @@ func (b *bench) realBenchmarks() error {
 	defer func() { es.Close() }()
 
 	b.try("launch", func() error { return b.launch(p, es) })
+	b.try("command app launch", func() error { return b.commandLaunch(p, es) })
 	b.try("stop and start", func() error { return b.stopStart(p, es) })
 	b.try("scaling, restart, health checks and memory", func() error { return b.scaleRestartHealth(p, &es) })
 	return nil

@@ -1,13 +1,16 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"sort"
@@ -23,7 +26,9 @@ import (
 
 // TestFaultInjection runs the stateful lifecycle (add, write a key, stop,
 // start, kill, kill --wipe, write a key, remove) on real Docker with the
-// real binary, and kills the agent with SIGKILL at one failpoint per run
+// real binary, for two workloads: the test app in Docker, and the same
+// binary as a command app (no image) that the fetcher downloads through
+// its cache. It kills the agent with SIGKILL at one failpoint per run
 // (MESOLITE_FAILPOINT): the k-th hit of any point, k drawn by a seeded
 // generator over the hits a calibration run counts, plus each point by
 // name. After the kill it restarts the agent without the failpoint, waits
@@ -38,7 +43,9 @@ import (
 //     back; no volume directory or sandbox without its owner;
 //   - no instance or app gone without a wipe or remove asked for, and once
 //     the app record is gone nothing of it is left;
-//   - no unreadable record.
+//   - no unreadable record;
+//   - (command app) every entry of the fetcher's cache is the whole
+//     served file, and no temporary download outlives a restart.
 //
 // Then it finishes the script (app remove) and checks that nothing at all
 // is left. Runs share nothing and run four at a time.
@@ -61,53 +68,69 @@ func TestFaultInjection(t *testing.T) {
 	}
 	t.Logf("seed %d (MESOLITE_FAULT_SEED=%d draws the same kill points)", seed, seed)
 
-	// Calibration: the whole script with a failpoint that never fires,
-	// counting the hits the agent logs.
-	var hits []string
-	t.Run("calibrate", func(t *testing.T) {
-		r := newFaultRun(t, 0, "any:1000000000")
-		if err := r.script(); err != nil {
-			t.Fatalf("the script failed without a kill: %v", err)
-		}
-		hits = r.loggedHits()
-		r.check()
-		r.finish()
-	})
-	if t.Failed() || len(hits) == 0 {
-		t.Fatalf("calibration failed (%d failpoint hits logged)", len(hits))
-	}
-	counts := map[string]int{}
-	for _, p := range hits {
-		counts[p]++
-	}
-	t.Logf("calibration: %d failpoint hits in the script: %v", len(hits), counts)
-
-	random, workers, minKilled := 48, 4, 50
+	// The two workloads: the test app in Docker, and the same binary as a
+	// command app (no image) that the fetcher downloads through its cache.
+	docker := &faultWorkload{name: "docker", app: faultApp}
+	command := newCommandWorkload(t)
+	random, workers, minKilled, randomCmd := 48, 4, 50, 8
 	if os.Getenv("MESOLITE_SOAK") == "1" {
-		random, minKilled = 300, 280
+		random, minKilled, randomCmd = 300, 280, 60
 	}
 	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
 	// Named points: every failpoint at least once, in the step named.
-	named := []string{
-		"store.put.version:1",     // add: version written, app record not
-		"store.put.app:1",         // add: app record written, no deployment
-		"store.put.deployment:1",  // add: deployment written, no instance
-		"store.put.instance:1",    // add: instance written, nothing reserved
-		"volume.create:1",         // add: volume made, VolumesCreated not saved
-		"sandbox.create:1",        // add: task STAGING, sandbox made, no container
-		"docker.run.before:1",     // add: the same, mounts resolved
-		"docker.create:1",         // add: container created, not started
-		"docker.run.after:1",      // add: container running, RUNNING not saved
-		"docker.stop:1",           // stop: container stopped, KILLED not saved
-		"docker.remove:1",         // stop: container removed, KILLED not saved
-		"docker.stop:3",           // wipe: the old task's container stopped
-		"volume.destroy:1",        // wipe: volume deleted, not recorded
-		"store.delete.instance:2", // remove: the instance record deleted
-		"store.delete.app:1",      // remove: the app record deleted
+	named := []faultPlan{
+		{docker, "store.put.version:1"},     // add: version written, app record not
+		{docker, "store.put.app:1"},         // add: app record written, no deployment
+		{docker, "store.put.deployment:1"},  // add: deployment written, no instance
+		{docker, "store.put.instance:1"},    // add: instance written, nothing reserved
+		{docker, "volume.create:1"},         // add: volume made, VolumesCreated not saved
+		{docker, "sandbox.create:1"},        // add: task STAGING, sandbox made, no container
+		{docker, "docker.run.before:1"},     // add: the same, mounts resolved
+		{docker, "docker.create:1"},         // add: container created, not started
+		{docker, "docker.run.after:1"},      // add: container running, RUNNING not saved
+		{docker, "docker.stop:1"},           // stop: container stopped, KILLED not saved
+		{docker, "docker.remove:1"},         // stop: container removed, KILLED not saved
+		{docker, "docker.stop:3"},           // wipe: the old task's container stopped
+		{docker, "volume.destroy:1"},        // wipe: volume deleted, not recorded
+		{docker, "store.delete.instance:2"}, // remove: the instance record deleted
+		{docker, "store.delete.app:1"},      // remove: the app record deleted
+		// The command app: the fetcher's windows and the host-root container's.
+		{command, "fetch.before:1"},       // add: sandbox made, nothing fetched
+		{command, "fetch.cache.write:1"},  // add: download synced in the cache, not renamed
+		{command, "fetch.cache.commit:1"}, // add: cache entry renamed, not used yet
+		{command, "fetch.after:1"},        // add: the binary in the sandbox, no container
+		{command, "fetch.before:2"},       // start: the next incarnation, before a cache hit
+		{command, "docker.create:1"},      // add: host-root container created, not started
+		{command, "docker.run.after:1"},   // add: command task running, RUNNING not saved
+		{command, "docker.stop:1"},        // stop: the whole tree stopped, KILLED not saved
 	}
-	plans := append([]string(nil), named...)
+	// Calibration: the whole script of each workload with a failpoint that
+	// never fires, counting the hits the agent logs.
+	for _, w := range []*faultWorkload{docker, command} {
+		t.Run("calibrate-"+w.name, func(t *testing.T) {
+			r := newFaultRun(t, 0, "any:1000000000", w)
+			if err := r.script(); err != nil {
+				t.Fatalf("the script failed without a kill: %v", err)
+			}
+			w.hits = r.loggedHits()
+			r.check()
+			r.finish()
+		})
+		if t.Failed() || len(w.hits) == 0 {
+			t.Fatalf("calibration of %s failed (%d failpoint hits logged)", w.name, len(w.hits))
+		}
+		counts := map[string]int{}
+		for _, p := range w.hits {
+			counts[p]++
+		}
+		t.Logf("calibration of %s: %d failpoint hits in the script: %v", w.name, len(w.hits), counts)
+	}
+	plans := append([]faultPlan(nil), named...)
 	for i := 0; i < random; i++ {
-		plans = append(plans, fmt.Sprintf("any:%d", 1+rng.IntN(len(hits))))
+		plans = append(plans, faultPlan{docker, fmt.Sprintf("any:%d", 1+rng.IntN(len(docker.hits)))})
+	}
+	for i := 0; i < randomCmd; i++ {
+		plans = append(plans, faultPlan{command, fmt.Sprintf("any:%d", 1+rng.IntN(len(command.hits)))})
 	}
 
 	results := make([]faultResult, len(plans))
@@ -118,9 +141,10 @@ func TestFaultInjection(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := range next {
-				name := fmt.Sprintf("run%03d-%s", i+1, strings.ReplaceAll(plans[i], ":", "#"))
-				results[i].spec = plans[i]
-				results[i].failed = !t.Run(name, func(t *testing.T) { runFault(t, i+1, plans[i], &results[i]) })
+				pl := plans[i]
+				name := fmt.Sprintf("run%03d-%s-%s", i+1, pl.w.name, strings.ReplaceAll(pl.spec, ":", "#"))
+				results[i].spec = pl.w.name + " " + pl.spec
+				results[i].failed = !t.Run(name, func(t *testing.T) { runFault(t, i+1, pl.spec, pl.w, &results[i]) })
 			}
 		}()
 	}
@@ -133,7 +157,7 @@ func TestFaultInjection(t *testing.T) {
 	// The table.
 	killed, pointsHit := 0, map[string]int{}
 	var b strings.Builder
-	fmt.Fprintf(&b, "%-5s %-26s %-22s %-8s %6s  %s\n", "RUN", "FAILPOINT", "KILLED AT", "STEP", "TOOK", "VIOLATIONS")
+	fmt.Fprintf(&b, "%-5s %-34s %-22s %-8s %6s  %s\n", "RUN", "FAILPOINT", "KILLED AT", "STEP", "TOOK", "VIOLATIONS")
 	var violations []string
 	for i, r := range results {
 		at := r.point
@@ -153,7 +177,7 @@ func TestFaultInjection(t *testing.T) {
 				violations = append(violations, fmt.Sprintf("run %d (%s, killed at %s during %s): %s", i+1, r.spec, at, r.step, x))
 			}
 		}
-		fmt.Fprintf(&b, "%-5d %-26s %-22s %-8s %5.1fs  %s\n", i+1, r.spec, at, r.step, r.took.Seconds(), v)
+		fmt.Fprintf(&b, "%-5d %-34s %-22s %-8s %5.1fs  %s\n", i+1, r.spec, at, r.step, r.took.Seconds(), v)
 	}
 	t.Logf("fault injection, seed %d:\n%s", seed, b.String())
 	var pts []string
@@ -167,8 +191,8 @@ func TestFaultInjection(t *testing.T) {
 		t.Errorf("violation: %s", v)
 	}
 	for i := range named {
-		if want, _, _ := strings.Cut(named[i], ":"); results[i].point != want {
-			t.Errorf("run %d (%s) killed the agent at %q: the script no longer passes that point", i+1, named[i], results[i].point)
+		if want, _, _ := strings.Cut(named[i].spec, ":"); results[i].point != want {
+			t.Errorf("run %d (%s %s) killed the agent at %q: the script no longer passes that point", i+1, named[i].w.name, named[i].spec, results[i].point)
 		}
 	}
 	if killed < minKilled {
@@ -192,6 +216,82 @@ const faultApp = `{
   "upgradeStrategy": {"minimumHealthCapacity": 0, "maximumOverCapacity": 0}
 }`
 
+// faultWorkload is an app the script runs: its definition and the
+// failpoint hits its calibration counted.
+type faultWorkload struct {
+	name string
+	app  string
+	hits []string
+	// served is the file the fetcher downloads (command workload), to
+	// check that no cache entry is ever half-written.
+	served []byte
+}
+
+// faultPlan is one run: a workload and a failpoint.
+type faultPlan struct {
+	w    *faultWorkload
+	spec string
+}
+
+// newCommandWorkload serves the test app's binary on 127.0.0.1 and makes
+// a command app of it: fetched through the cache, run on $PORT0 with its
+// data in the persistent volume, checked over HTTP on port index 0.
+func newCommandWorkload(t *testing.T) *faultWorkload {
+	t.Helper()
+	bin := testAppBinary(t)
+	body, err := os.ReadFile(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+		_, _ = w.Write(body)
+	}))
+	t.Cleanup(srv.Close)
+	app := `{
+  "id": "/testapp", "cpus": 0.1, "mem": 64, "instances": 1,
+  "cmd": "LISTEN=127.0.0.1:$PORT0 DATA_DIR=$MESOS_SANDBOX/data exec ./testapp",
+  "fetch": [{"uri": "` + srv.URL + `/testapp", "executable": true, "cache": true}],
+  "container": {"type": "MESOS",
+    "volumes": [{"containerPath": "data", "mode": "RW", "persistent": {"size": 4}}]},
+  "healthChecks": [{"protocol": "HTTP", "path": "/health", "portIndex": 0, "gracePeriodSeconds": 5,
+    "intervalSeconds": 1, "timeoutSeconds": 1, "maxConsecutiveFailures": 3}],
+  "taskKillGracePeriodSeconds": 1,
+  "backoffSeconds": 0.2, "backoffFactor": 1.5, "maxLaunchDelaySeconds": 1,
+  "upgradeStrategy": {"minimumHealthCapacity": 0, "maximumOverCapacity": 0}
+}`
+	return &faultWorkload{name: "command", app: app, served: body}
+}
+
+var (
+	testAppOnce sync.Once
+	testAppPath string
+	testAppErr  error
+)
+
+// testAppBinary builds testdata/testapp for the host (a static binary, as
+// the image has it).
+func testAppBinary(t *testing.T) string {
+	t.Helper()
+	testAppOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "mesolite-testapp-")
+		if err != nil {
+			testAppErr = err
+			return
+		}
+		testAppPath = filepath.Join(dir, "testapp")
+		cmd := exec.Command("go", "build", "-o", testAppPath, "../../testdata/testapp")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			testAppErr = fmt.Errorf("build the test app: %v\n%s", err, out)
+		}
+	})
+	if testAppErr != nil {
+		t.Fatal(testAppErr)
+	}
+	return testAppPath
+}
+
 // faultResult is what one run found, for the table.
 type faultResult struct {
 	spec       string
@@ -213,10 +313,11 @@ var errAgentDied = errors.New("the agent died")
 // faultRun is one run: an agent with its own work directory, port range and
 // failpoint, the script's progress as a client saw it, and what was found.
 type faultRun struct {
-	t       *testing.T
-	p       *agentProc
-	appFile string
-	http    *http.Client
+	t        *testing.T
+	p        *agentProc
+	appFile  string
+	http     *http.Client
+	workload *faultWorkload
 
 	died  bool
 	point string
@@ -238,14 +339,15 @@ var failpointHit = regexp.MustCompile(`failpoint \S+ hit at (\S+) \(#\d+\)`)
 // newFaultRun starts an agent armed with MESOLITE_FAILPOINT=spec, with ten
 // host ports of its own: below the kernel's ephemeral ports (32768 up),
 // which a busy machine's connections could hold, and the other tests'.
-func newFaultRun(t *testing.T, idx int, spec string) *faultRun {
+func newFaultRun(t *testing.T, idx int, spec string, w *faultWorkload) *faultRun {
 	t.Helper()
 	r := &faultRun{
 		t: t, appFile: filepath.Join(t.TempDir(), "testapp.json"),
 		http: &http.Client{Timeout: 10 * time.Second},
 		gone: map[string]bool{}, acked: map[string]map[string]string{}, seen: map[string]bool{},
+		workload: w,
 	}
-	if err := os.WriteFile(r.appFile, []byte(faultApp), 0o644); err != nil {
+	if err := os.WriteFile(r.appFile, []byte(w.app), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	r.p = startAgentWith(t, 22000+(idx%790)*10, 10, "", []string{"MESOLITE_FAILPOINT=" + spec})
@@ -289,9 +391,9 @@ func startAgentWith(t *testing.T, lo, n int, extra string, env []string) *agentP
 
 // runFault is one fault-injection run. It fills res as it goes, so that a
 // run that fails the test half-way still shows in the table.
-func runFault(t *testing.T, idx int, spec string, res *faultResult) {
+func runFault(t *testing.T, idx int, spec string, w *faultWorkload, res *faultResult) {
 	start := time.Now()
-	r := newFaultRun(t, idx, spec)
+	r := newFaultRun(t, idx, spec, w)
 	defer func() {
 		res.point, res.step, res.violations, res.took = r.point, r.step, r.violations, time.Since(start)
 	}()
@@ -815,6 +917,23 @@ func (r *faultRun) problems(w faultWorld) (urgent, pending []string) {
 							pending = append(pending, fmt.Sprintf("task %s reads %s = %d %q, want %q", t.ID, k, code, body, v))
 						}
 					}
+				}
+			}
+		}
+	}
+	// The fetcher's cache: an entry is the whole file or is not there; a
+	// temporary download is swept when the agent starts.
+	if served := r.workload.served; served != nil {
+		cacheDir := filepath.Join(r.p.workDir, "fetch-cache")
+		entries, _ := os.ReadDir(cacheDir)
+		for _, e := range entries {
+			name := e.Name()
+			switch {
+			case strings.HasPrefix(name, ".fetch-tmp-"):
+				pending = append(pending, "a temporary download is left in the fetcher cache: "+name)
+			case len(name) == 64:
+				if b, err := os.ReadFile(filepath.Join(cacheDir, name)); err != nil || !bytes.Equal(b, served) {
+					urgent = append(urgent, fmt.Sprintf("fetcher cache entry %s holds %d bytes (%v), not the %d served", name, len(b), err, len(served)))
 				}
 			}
 		}
