@@ -4,7 +4,6 @@ package main
 // processes of the host (sh, sleep, python3).
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -380,12 +379,4 @@ func TestE2ECommandUser(t *testing.T) {
 	}
 	task := p.waitTask("/as-nobody", "a running task", 30*time.Second, func(t e2eTask) bool { return t.State == "TASK_RUNNING" })
 	waitFile(t, filepath.Join(taskSandbox(t, p, task.ID), "uid.txt"), string(out))
-}
-
-// decode is json.Unmarshal for tests.
-func decode(t *testing.T, b []byte, v any) {
-	t.Helper()
-	if err := json.Unmarshal(b, v); err != nil {
-		t.Fatalf("decode %s: %v", b, err)
-	}
 }

@@ -168,7 +168,7 @@ func (c *cache) download(key, uri string, fill func(*os.File) (int64, error)) (s
 	defer func() {
 		if !ok {
 			tmp.Close()
-			os.Remove(tmp.Name())
+			_ = os.Remove(tmp.Name()) // a leftover is swept when the cache opens
 		}
 	}()
 	n, err := fill(tmp)
@@ -189,7 +189,7 @@ func (c *cache) download(key, uri string, fill func(*os.File) (int64, error)) (s
 		// fetch uses the file once, as Mesos falls back to bypassing.
 		ok = true
 		name := tmp.Name()
-		return name, func() { os.Remove(name) }, nil
+		return name, func() { _ = os.Remove(name) }, nil // a leftover is swept when the cache opens
 	}
 	final := filepath.Join(c.dir, key)
 	if err := os.Rename(tmp.Name(), final); err != nil {

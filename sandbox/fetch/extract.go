@@ -73,7 +73,8 @@ func extractInto(ctx context.Context, src, name, dir string, limit int64, progre
 	if err != nil {
 		return nil, errorf(ErrIO, "create staging directory: %w", err)
 	}
-	defer os.RemoveAll(stage)
+	// A leftover staging directory is swept by the next Fetch.
+	defer func() { _ = os.RemoveAll(stage) }()
 	x := &extractor{ctx: ctx, root: stage, archive: path.Base(name), limit: limit, progress: progress, dirs: map[string]bool{".": true}}
 	if err := x.run(src, kindOf(name)); err != nil {
 		return nil, err
@@ -133,7 +134,7 @@ func (x *extractor) run(src string, kind archiveKind) error {
 		if err != nil {
 			return x.bad(err)
 		}
-		defer zr.Close()
+		defer func() { _ = zr.Close() }() // read only: nothing to report
 		if kind == kindGz {
 			out := strings.TrimSuffix(x.archive, ".gz")
 			return x.file(out, out, 0o644, zr, time.Time{})
@@ -193,7 +194,7 @@ func (x *extractor) zip(src string) error {
 	if err != nil {
 		return x.bad(err)
 	}
-	defer zr.Close()
+	defer func() { _ = zr.Close() }() // read only: nothing to report
 	for _, f := range zr.File {
 		if err := x.ctx.Err(); err != nil {
 			return err
@@ -319,7 +320,7 @@ func (x *extractor) file(entry, name string, mode fs.FileMode, r io.Reader, mt t
 	defer func() {
 		if !ok {
 			tmp.Close()
-			os.Remove(tmp.Name())
+			_ = os.Remove(tmp.Name()) // inside the staging directory, removed whole
 		}
 	}()
 	src := r

@@ -249,7 +249,7 @@ func (f *Fetcher) direct(ctx context.Context, dir string, src source, dest strin
 	if err != nil {
 		return nil, errorf(ErrIO, "create a file in the sandbox: %w", err)
 	}
-	defer os.Remove(tmp.Name())
+	defer func() { _ = os.Remove(tmp.Name()) }() // gone once placed; a leftover is swept by the next Fetch
 	_, err = f.download(ctx, src, tmp, rep)
 	if cerr := tmp.Close(); err == nil && cerr != nil {
 		err = errorf(ErrIO, "write %s: %w", dest, cerr)
@@ -291,7 +291,7 @@ func (f *Fetcher) viaCache(ctx context.Context, dir string, src source, dest str
 	if err != nil {
 		return nil, errorf(ErrIO, "create a file in the sandbox: %w", err)
 	}
-	defer os.Remove(tmp.Name())
+	defer func() { _ = os.Remove(tmp.Name()) }() // gone once placed; a leftover is swept by the next Fetch
 	err = copyFile(cached, tmp)
 	if cerr := tmp.Close(); err == nil && cerr != nil {
 		err = cerr
