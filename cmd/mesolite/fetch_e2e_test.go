@@ -26,19 +26,33 @@ type fileServer struct {
 	mu    sync.Mutex
 	files map[string][]byte
 	count map[string]int
+	// half, for a path, makes the server send half of the body and then
+	// wait until the channel is closed.
+	half map[string]chan struct{}
 }
 
 func newFileServer(t *testing.T) *fileServer {
 	t.Helper()
-	s := &fileServer{files: map[string][]byte{}, count: map[string]int{}}
+	s := &fileServer{files: map[string][]byte{}, count: map[string]int{}, half: map[string]chan struct{}{}}
 	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.mu.Lock()
 		s.count[r.URL.Path]++
 		body, ok := s.files[r.URL.Path]
+		gate := s.half[r.URL.Path]
 		s.mu.Unlock()
 		switch {
 		case !ok:
 			http.NotFound(w, r)
+		case gate != nil:
+			w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+			_, _ = w.Write(body[:len(body)/2])
+			w.(http.Flusher).Flush()
+			select {
+			case <-gate:
+			case <-r.Context().Done():
+				return
+			}
+			_, _ = w.Write(body[len(body)/2:])
 		case strings.HasPrefix(r.URL.Path, "/truncated"):
 			// Promise more than is sent: the body ends early.
 			w.Header().Set("Content-Length", strconv.Itoa(len(body)+1000))
@@ -175,6 +189,35 @@ func TestE2EFetch(t *testing.T) {
 		if err != nil || st.Mode().Perm() != 0o755 {
 			t.Errorf("bin/tool: %v %v, want mode 0755", st, err)
 		}
+	})
+
+	t.Run("progress while staging", func(t *testing.T) {
+		gate := make(chan struct{})
+		uri := srv.put("/big.bin", bytes.Repeat([]byte("b"), 4<<20))
+		srv.mu.Lock()
+		srv.half["/big.bin"] = gate
+		srv.mu.Unlock()
+		post(map[string]any{
+			"id": "/slow", "cmd": "sleep 1000", "cpus": 0.1, "mem": 32,
+			"fetch": []map[string]any{{"uri": uri}},
+		})
+		staging := p.waitTask("/slow", "a staging task with progress", 30*time.Second, func(t e2eTask) bool {
+			return t.State == "TASK_STAGING" && strings.Contains(t.Message, "(50%)")
+		})
+		want := "fetching 1 of 1, " + uri + ": downloading 2.0 MiB of 4.0 MiB (50%)"
+		if staging.Message != want {
+			t.Errorf("message %q, want %q", staging.Message, want)
+		}
+		if out := p.mustCLI("task", "show", staging.ID); !strings.Contains(out, want) {
+			t.Errorf("task show lacks the progress:\n%s", out)
+		}
+		// Marathon's fields only, unless mesolite's are asked for.
+		if _, b := p.do(http.MethodGet, "/v2/tasks", nil); strings.Contains(string(b), "downloading") {
+			t.Errorf("GET /v2/tasks without embed=mesolite shows the message: %s", b)
+		}
+		close(gate)
+		p.waitTask("/slow", "the running task", 30*time.Second, func(t e2eTask) bool { return t.State == "TASK_RUNNING" && t.Message == "" })
+		p.mustCLI("app", "remove", "slow")
 	})
 
 	t.Run("cache hit makes no request", func(t *testing.T) {

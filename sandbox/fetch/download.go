@@ -17,16 +17,14 @@ func (f *Fetcher) download(ctx context.Context, src source, w io.Writer, rep *re
 		return 0, err
 	}
 	defer body.Close()
-	rep.p.Phase, rep.p.Bytes, rep.p.Total = PhaseDownload, 0, total
-	rep.report(true)
+	rep.phase(PhaseDownload, total)
 	limit := f.cfg.MaxSize
 	r := io.Reader(body)
 	if limit > 0 {
 		r = io.LimitReader(body, limit+1)
 	}
 	cr := &countingReader{ctx: ctx, r: r, fn: func(n int64) {
-		rep.p.Bytes = n
-		rep.report(false)
+		rep.bytes(n)
 	}}
 	tw := &trackingWriter{w: w}
 	n, err := io.Copy(tw, cr)
@@ -46,7 +44,6 @@ func (f *Fetcher) download(ctx context.Context, src source, w io.Writer, rep *re
 	case total >= 0 && n != total:
 		return n, errorf(ErrIncomplete, "got %d of %d bytes", n, total)
 	}
-	rep.p.Bytes = n
 	return n, nil
 }
 

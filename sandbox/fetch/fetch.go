@@ -25,6 +25,7 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -153,8 +154,9 @@ func (p Progress) String() string {
 }
 
 // Fetch fetches items into sandboxDir, in order, and stops at the first
-// failure, returning an *Error. progress (which may be nil) is called from
-// this goroutine, at most every 250 ms while bytes flow.
+// failure, returning an *Error. progress (which may be nil) is called on a
+// phase change and at most every 250 ms while bytes flow (also when they
+// stall), never twice at once, never after Fetch returns.
 //
 // A crash or a failure leaves no file of the failing URI in the sandbox;
 // the URIs before it stay. The caller runs the task only after Fetch
@@ -217,6 +219,7 @@ func (f *Fetcher) fetchOne(ctx context.Context, dir string, it Item, i, n int, p
 	}
 	extract := it.Extract && !it.Executable && kindOf(dest) != notArchive
 	rep := &reporter{fn: progress, p: Progress{URI: it.URI, Index: i, Count: n, Total: -1}}
+	defer rep.start()()
 	var links []string
 	if it.Cache && f.cache != nil {
 		links, err = f.viaCache(ctx, dir, src, dest, it, extract, rep)
@@ -229,8 +232,7 @@ func (f *Fetcher) fetchOne(ctx context.Context, dir string, it Item, i, n int, p
 		}
 		return nil, err
 	}
-	rep.p.Phase = PhaseDone
-	rep.report(true)
+	rep.finish()
 	return links, nil
 }
 
@@ -281,8 +283,7 @@ func (f *Fetcher) viaCache(ctx context.Context, dir string, src source, dest str
 	}
 	defer release()
 	if hit {
-		rep.p.Phase = PhaseCached
-		rep.report(true)
+		rep.phase(PhaseCached, -1)
 	}
 	if extract {
 		return f.extract(ctx, cached, dest, dir, rep)
@@ -317,12 +318,8 @@ func copyFile(src string, w *os.File) error {
 }
 
 func (f *Fetcher) extract(ctx context.Context, archive, name, dir string, rep *reporter) ([]string, error) {
-	rep.p.Phase, rep.p.Bytes, rep.p.Total = PhaseExtract, 0, -1
-	rep.report(true)
-	return extractInto(ctx, archive, name, dir, f.cfg.MaxSize, func(n int64) {
-		rep.p.Bytes = n
-		rep.report(false)
-	})
+	rep.phase(PhaseExtract, -1)
+	return extractInto(ctx, archive, name, dir, f.cfg.MaxSize, rep.bytes)
 }
 
 // place renames the finished temporary file tmp to dest in the sandbox,
@@ -358,21 +355,71 @@ func place(dir, tmp, dest string, mode fs.FileMode) error {
 	return nil
 }
 
-// reporter throttles progress to one call every progressEvery, except
-// for phase changes.
+// reporter throttles progress: a phase change is reported at once, bytes
+// at most every progressEvery, and the last count of a stalled stream
+// once the period has passed (start runs that timer). Calls to fn never
+// overlap.
 type reporter struct {
-	fn   func(Progress)
-	p    Progress
-	last time.Time
+	fn func(Progress)
+
+	mu    sync.Mutex // guards the fields below and serializes fn
+	p     Progress
+	last  time.Time
+	dirty bool
 }
 
-func (r *reporter) report(force bool) {
-	now := time.Now()
-	if !force && now.Sub(r.last) < progressEvery {
-		return
+// phase reports a new phase, with its total size (-1 when unknown).
+func (r *reporter) phase(phase string, total int64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.p.Phase, r.p.Bytes, r.p.Total = phase, 0, total
+	r.emitLocked()
+}
+
+// finish reports the end, with the count of the last phase.
+func (r *reporter) finish() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.p.Phase = PhaseDone
+	r.emitLocked()
+}
+
+// bytes records how far the phase is, reporting it when due.
+func (r *reporter) bytes(n int64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.p.Bytes, r.dirty = n, true
+	if time.Since(r.last) >= progressEvery {
+		r.emitLocked()
 	}
-	r.last = now
+}
+
+func (r *reporter) emitLocked() {
+	r.last, r.dirty = time.Now(), false
 	r.fn(r.p)
+}
+
+// start reports a stalled count every period until the returned stop.
+func (r *reporter) start() (stop func()) {
+	done, exited := make(chan struct{}), make(chan struct{})
+	tick := time.NewTicker(progressEvery)
+	go func() {
+		defer close(exited)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+				r.mu.Lock()
+				if r.dirty && time.Since(r.last) >= progressEvery {
+					r.emitLocked()
+				}
+				r.mu.Unlock()
+			}
+		}
+	}()
+	return func() { close(done); <-exited }
 }
 
 // formatBytes renders a size as Mesos's UI does: 12.0 MiB.
