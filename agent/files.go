@@ -3,6 +3,7 @@ package agent
 import (
 	"os"
 	"path/filepath"
+	"syscall"
 
 	"github.com/mesolite/mesolite/sandbox"
 )
@@ -34,7 +35,9 @@ func (a *Agent) OpenTaskFile(taskID, name string) (*os.File, error) {
 			return nil, errorf(ErrNotFound, "Task '%s' does not exist (or its sandbox was removed)", taskID)
 		}
 	}
-	f, err := os.Open(filepath.Join(dir, name))
+	// O_NOFOLLOW: the task owns its sandbox and could plant a link named
+	// stdout to a file only the agent may read.
+	f, err := os.OpenFile(filepath.Join(dir, name), os.O_RDONLY|syscall.O_NOFOLLOW, 0)
 	if err != nil {
 		return nil, errorf(ErrNotFound, "%s of task '%s' does not exist yet", name, taskID)
 	}

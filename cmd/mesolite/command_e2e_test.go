@@ -380,3 +380,44 @@ func TestE2ECommandUser(t *testing.T) {
 	task := p.waitTask("/as-nobody", "a running task", 30*time.Second, func(t e2eTask) bool { return t.State == "TASK_RUNNING" })
 	waitFile(t, filepath.Join(taskSandbox(t, p, task.ID), "uid.txt"), string(out))
 }
+
+// TestE2ESandboxLinksNotFollowed: a task owns its sandbox and may plant
+// links there; the agent never reads or writes through them. A link named
+// stdout is not served by task log, and after a restart the log copier
+// neither appends to its target nor lets .mesolite-logpos.tmp truncate
+// another file.
+func TestE2ESandboxLinksNotFollowed(t *testing.T) {
+	t.Parallel()
+	requireDocker(t)
+	p := startAgent(t)
+	dir := t.TempDir()
+	secret, victim := filepath.Join(dir, "secret"), filepath.Join(dir, "victim")
+	for _, f := range []string{secret, victim} {
+		if err := os.WriteFile(f, []byte("untouched\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cmd := fmt.Sprintf(`echo first; sleep 0.5; rm -f stdout .mesolite-logpos.tmp; ln -s %s stdout; ln -s %s .mesolite-logpos.tmp; touch planted; while true; do echo more; sleep 0.2; done`, secret, victim)
+	if code, b := p.do(http.MethodPost, "/v2/apps", map[string]any{"id": "/planter", "cmd": cmd, "cpus": 0.1, "mem": 32}); code != http.StatusCreated {
+		t.Fatalf("POST: %d %s", code, b)
+	}
+	task := p.waitTask("/planter", "a running task", 30*time.Second, func(t e2eTask) bool { return t.State == "TASK_RUNNING" })
+	sb := taskSandbox(t, p, task.ID)
+	waitFile(t, filepath.Join(sb, "planted"), "")
+	if out, _, _ := p.cli("task", "log", task.ID); strings.Contains(out, "untouched") {
+		t.Fatalf("task log served the link's target:\n%s", out)
+	}
+	p.stop(syscall.SIGTERM)
+	p.start()
+	p.waitTask("/planter", "the adopted task", 30*time.Second, func(t e2eTask) bool { return t.State == "TASK_RUNNING" && t.ID == task.ID })
+	// Give the copier time to have written through the links if it would.
+	deadline := time.Now().Add(3 * time.Second)
+	for time.Now().Before(deadline) {
+		for _, f := range []string{secret, victim} {
+			if b, err := os.ReadFile(f); err != nil || string(b) != "untouched\n" {
+				t.Fatalf("%s was written through a link of the sandbox: %q %v", f, b, err)
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}

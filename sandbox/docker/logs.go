@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/docker/docker/api/types/container"
@@ -78,12 +79,14 @@ func (d *Runtime) CopyLogs(ctx context.Context, id, sandboxDir string) error {
 	if err := d.ready(ctx); err != nil {
 		return err
 	}
-	stdout, err := os.OpenFile(filepath.Join(sandboxDir, sandbox.StdoutFile), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	// O_NOFOLLOW: the task owns its sandbox and could plant a link named
+	// stdout that would make the agent append to a file of its choosing.
+	stdout, err := os.OpenFile(filepath.Join(sandboxDir, sandbox.StdoutFile), os.O_WRONLY|os.O_APPEND|os.O_CREATE|syscall.O_NOFOLLOW, 0o644)
 	if err != nil {
 		return fmt.Errorf("open stdout of %s: %w", id, err)
 	}
 	defer stdout.Close()
-	stderr, err := os.OpenFile(filepath.Join(sandboxDir, sandbox.StderrFile), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	stderr, err := os.OpenFile(filepath.Join(sandboxDir, sandbox.StderrFile), os.O_WRONLY|os.O_APPEND|os.O_CREATE|syscall.O_NOFOLLOW, 0o644)
 	if err != nil {
 		return fmt.Errorf("open stderr of %s: %w", id, err)
 	}
@@ -123,7 +126,7 @@ func (d *Runtime) CopyLogs(ctx context.Context, id, sandboxDir string) error {
 			return
 		}
 		tmp := posPath + ".tmp"
-		if err := os.WriteFile(tmp, []byte(last.Format(time.RFC3339Nano)+"\n"), 0o644); err == nil {
+		if err := writeNew(tmp, []byte(last.Format(time.RFC3339Nano)+"\n")); err == nil {
 			if os.Rename(tmp, posPath) == nil {
 				saved = last
 			}
@@ -173,4 +176,21 @@ func splitTimestamp(p []byte) (time.Time, []byte) {
 		return time.Time{}, p
 	}
 	return ts, p[i+1:]
+}
+
+// writeNew writes a file of the sandbox afresh: whatever had its name (a
+// link the task planted, say) is removed, never written through.
+func writeNew(path string, data []byte) error {
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o644)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
