@@ -96,7 +96,7 @@ func run() int {
 	out := fs.String("out", "BENCHMARKS.md", "the report")
 	jsonOut := fs.String("json", "bench.json", "the machine-readable report")
 	bin := fs.String("bin", "bin/mesolite", "the mesolite binary (make build)")
-	only := fs.String("only", "", "comma-separated subset: real,cycles,api,reconcile,fetch (default all)")
+	only := fs.String("only", "", "comma-separated subset: real,cycles,api,reconcile,fetch,command (default all; command is part of real)")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		return 2
 	}
@@ -171,6 +171,10 @@ func run() int {
 	}
 	if want("fetch") {
 		b.try("fetcher", b.fetchBench)
+	}
+	if *only != "" && want("command") {
+		// Part of "real"; alone, with an agent of its own.
+		b.try("command apps", b.commandBenchmarks)
 	}
 	if want("real") {
 		b.try("real docker", b.realBenchmarks)
