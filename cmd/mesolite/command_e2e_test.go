@@ -179,8 +179,9 @@ func TestE2ECommandBasic0(t *testing.T) {
 }
 
 // TestE2ECommandHTTPHealth serves python3 -m http.server on $PORT0 with
-// an HTTP check on port index 0: healthy, reachable on its host port, and
-// killed and relaunched when the check fails.
+// an HTTP check on port index 0 and a COMMAND check in the task's
+// environment and working directory: healthy, reachable on its host port,
+// and killed and relaunched when the HTTP check fails.
 func TestE2ECommandHTTPHealth(t *testing.T) {
 	t.Parallel()
 	requireDocker(t)
@@ -195,14 +196,19 @@ func TestE2ECommandHTTPHealth(t *testing.T) {
 		"healthChecks": []map[string]any{{
 			"protocol": "HTTP", "path": "/ok.txt", "portIndex": 0,
 			"gracePeriodSeconds": 10, "intervalSeconds": 1, "timeoutSeconds": 2, "maxConsecutiveFailures": 2,
+		}, {
+			// In the task's environment and working directory.
+			"protocol": "COMMAND", "command": map[string]any{"value": `test -f ok.txt && [ "$MESOS_SANDBOX" = "$(pwd)" ] && [ -n "$PORT0" ]`},
+			"gracePeriodSeconds": 10, "intervalSeconds": 1, "timeoutSeconds": 5, "maxConsecutiveFailures": 0,
 		}},
 	}
 	if code, b := p.do(http.MethodPost, "/v2/apps", app); code != http.StatusCreated {
 		t.Fatalf("POST: %d %s", code, b)
 	}
-	task := p.waitTask("/web", "a healthy task", 30*time.Second, func(t e2eTask) bool {
-		return t.State == "TASK_RUNNING" && len(t.HealthCheckResults) == 1 && t.HealthCheckResults[0].Alive
-	})
+	bothAlive := func(t e2eTask) bool {
+		return t.State == "TASK_RUNNING" && len(t.HealthCheckResults) == 2 && t.HealthCheckResults[0].Alive && t.HealthCheckResults[1].Alive
+	}
+	task := p.waitTask("/web", "a healthy task", 30*time.Second, bothAlive)
 	if code, body := httpGet(t, fmt.Sprintf("http://127.0.0.1:%d/ok.txt", task.Ports[0]), 10*time.Second); code != 200 || body != "ok\n" {
 		t.Fatalf("GET ok.txt on the host port: %d %q", code, body)
 	}
@@ -212,7 +218,7 @@ func TestE2ECommandHTTPHealth(t *testing.T) {
 		t.Fatal(err)
 	}
 	next := p.waitTask("/web", "a relaunched healthy task", 60*time.Second, func(t e2eTask) bool {
-		return t.Incarnation == task.Incarnation+1 && t.State == "TASK_RUNNING" && len(t.HealthCheckResults) == 1 && t.HealthCheckResults[0].Alive
+		return t.Incarnation == task.Incarnation+1 && bothAlive(t)
 	})
 	if next.InstanceID != task.InstanceID || next.Ports[0] != task.Ports[0] {
 		t.Errorf("relaunch: instance %s port %v, was %s %v", next.InstanceID, next.Ports, task.InstanceID, task.Ports)
