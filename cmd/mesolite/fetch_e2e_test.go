@@ -229,9 +229,9 @@ func TestE2EFetch(t *testing.T) {
 			"id": "/docker-fetch", "cpus": 0.1, "mem": 32,
 			"container": map[string]any{"type": "DOCKER", "docker": map[string]any{"image": testAppImage},
 				"portMappings": []map[string]any{{"containerPort": 8080, "hostPort": 0}}},
-			"networks":  []map[string]any{{"mode": "container/bridge"}},
-			"env":       map[string]any{"DATA_DIR": "/mnt/mesos/sandbox"},
-			"fetch":     []map[string]any{{"uri": notes, "destPath": "notes.txt"}},
+			"networks": []map[string]any{{"mode": "container/bridge"}},
+			"env":      map[string]any{"DATA_DIR": "/mnt/mesos/sandbox"},
+			"fetch":    []map[string]any{{"uri": notes, "destPath": "notes.txt"}},
 		})
 		task := p.waitTask("/docker-fetch", "a running task", 30*time.Second, func(t e2eTask) bool { return t.State == "TASK_RUNNING" && len(t.Ports) == 1 })
 		if code, body := httpGet(t, "http://127.0.0.1:"+strconv.Itoa(task.Ports[0])+"/kv/notes.txt", 15*time.Second); code != 200 || body != "fetched for a Docker task\n" {
