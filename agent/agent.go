@@ -30,6 +30,7 @@ import (
 	"github.com/mesolite/mesolite/metrics"
 	"github.com/mesolite/mesolite/sandbox"
 	"github.com/mesolite/mesolite/sandbox/fetch"
+	"github.com/mesolite/mesolite/sandbox/probe"
 	"github.com/mesolite/mesolite/store"
 )
 
@@ -199,6 +200,10 @@ func (a *Agent) WorkDir() string { return a.layout.WorkDir }
 
 // Bus is the event bus behind /v2/events.
 func (a *Agent) Bus() *Bus { return a.bus }
+
+// CheckPath says how TCP and HTTP checks reach the tasks (directly, or
+// through a helper inside Docker's network), as the runtime decided.
+func (a *Agent) CheckPath() probe.Info { return a.rt.ProbePath() }
 
 // Config returns the agent's configuration with defaults filled in.
 func (a *Agent) Config() Config { return a.cfg }

@@ -1,20 +1,17 @@
 package agent
 
 import (
-	"bufio"
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
-	"io"
 	"net"
-	"net/http"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/mesolite/mesolite/agent/marathon"
 	"github.com/mesolite/mesolite/metrics"
+	"github.com/mesolite/mesolite/sandbox/probe"
 )
 
 // fastCheckInterval is how often a task is checked until its first
@@ -23,22 +20,12 @@ import (
 // ignored either way, so only the reporting is quicker.
 const fastCheckInterval = time.Second
 
-// healthClient does HTTP and HTTPS checks. Certificates are not verified,
-// as in Marathon, and redirects count as success (3xx), so none is followed.
-var healthClient = &http.Client{
-	Transport: &http.Transport{
-		TLSClientConfig:   &tls.Config{InsecureSkipVerify: true}, //nolint:gosec // Marathon's checks trust any certificate
-		DisableKeepAlives: true,
-		Proxy:             nil,
-	},
-	CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-}
-
 // checkTarget is one health check of one task, resolved to an address.
 type checkTarget struct {
 	index     int
 	check     marathon.HealthCheck
 	addr      string // host:port for TCP and HTTP(S)
+	network   string // the network addr is on (probe.Request.Network)
 	dockerID  string // for COMMAND
 	workDir   string // for COMMAND in a command task: its sandbox
 	startedAt time.Time
@@ -75,9 +62,9 @@ func (a *Agent) startHealth(ap *app, inst *instance) {
 			a.log.Error().Err(err).Str("task_id", taskID).Msg("health check has no address")
 			continue
 		}
-		target.addr = addr
+		target.addr, target.network = addr, checkNetwork(ap.spec)
 		a.goWork(func(context.Context) {
-			target.run(ctx, a.rt.Exec, func(res checkResult) {
+			target.run(ctx, checker{exec: a.rt.Exec, prober: a.rt}, func(res checkResult) {
 				a.post(func() { a.onHealthResult(inst, taskID, gen, target.index, res) })
 			})
 		})
@@ -149,11 +136,34 @@ type checkResult struct {
 // execFunc runs a command in a container: ContainerRuntime.Exec.
 type execFunc func(ctx context.Context, id string, cmd []string) (int, string, error)
 
+// checker is how checks are made: COMMAND checks in the container, TCP
+// and HTTP checks through the prober (directly, or through a helper
+// inside Docker's network where this process cannot reach containers).
+type checker struct {
+	exec   execFunc
+	prober probe.Prober
+}
+
+// checkNetwork is the network a task's checked addresses are on, for a
+// prober that must be on it.
+func checkNetwork(spec *marathon.App) string {
+	switch spec.NetworkMode() {
+	case marathon.NetworkHost:
+		return probe.NetworkHost
+	case marathon.NetworkBridge:
+		return "bridge"
+	}
+	if len(spec.Networks) > 0 {
+		return spec.Networks[0].Name
+	}
+	return ""
+}
+
 // run checks a task until ctx ends: the first time right away (after
 // delaySeconds for MESOS_ checks), every second until the first success
 // while the grace period lasts, then every intervalSeconds. report gets
 // each result.
-func (tg checkTarget) run(ctx context.Context, exec execFunc, report func(checkResult)) {
+func (tg checkTarget) run(ctx context.Context, c checker, report func(checkResult)) {
 	hc := tg.check
 	interval := time.Duration(hc.IntervalSeconds) * time.Second
 	grace := time.Duration(hc.GracePeriodSeconds) * time.Second
@@ -171,7 +181,7 @@ func (tg checkTarget) run(ctx context.Context, exec execFunc, report func(checkR
 		case <-timer.C:
 		}
 		start := time.Now()
-		res := tg.once(ctx, exec)
+		res := tg.once(ctx, c)
 		res.took = time.Since(start)
 		if ctx.Err() != nil {
 			return
@@ -206,58 +216,48 @@ func alignedWait(d time.Duration) time.Duration {
 	return w
 }
 
-// once checks the target once.
-func (tg checkTarget) once(ctx context.Context, exec execFunc) checkResult {
+// once checks the target once. A TCP or HTTP check that could not be
+// made because the way to the task failed (the helper is down, the path
+// is not known yet) is neither a success nor a failure: it says nothing of
+// the task.
+func (tg checkTarget) once(ctx context.Context, c checker) checkResult {
 	hc := tg.check
 	timeout := time.Duration(hc.TimeoutSeconds) * time.Second
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
 	switch hc.Protocol {
 	case marathon.ProtoTCP, marathon.ProtoMesosTCP:
-		d := net.Dialer{KeepAlive: -1} // a check's connection lives a moment: no keep-alive probes to set up
-		conn, err := d.DialContext(ctx, "tcp", tg.addr)
-		if err != nil {
-			return checkResult{cause: err.Error()}
+		res := c.prober.Probe(ctx, probe.Request{Protocol: probe.TCP, Addr: tg.addr, Timeout: timeout, Network: tg.network})
+		switch {
+		case probe.Transport(res):
+			return checkResult{ignored: true, cause: res.Err}
+		case res.Err != "":
+			return checkResult{cause: res.Err}
 		}
-		_ = conn.Close()
 		return checkResult{ok: true}
 	case marathon.ProtoHTTP, marathon.ProtoHTTPS, marathon.ProtoMesosHTTP, marathon.ProtoMesosHTTPS:
-		scheme := "http"
+		proto := probe.HTTP
 		if strings.HasSuffix(hc.Protocol, "HTTPS") {
-			scheme = "https"
+			proto = probe.HTTPS
 		}
-		var code int
-		var status string
-		if scheme == "http" && plainRequestPath(hc.Path) {
-			var err error
-			if code, status, err = httpGet(ctx, tg.addr, hc.Path); err != nil {
-				return checkResult{cause: err.Error()}
-			}
-		} else {
-			req, err := http.NewRequestWithContext(ctx, http.MethodGet, scheme+"://"+tg.addr+hc.Path, nil)
-			if err != nil {
-				return checkResult{cause: err.Error()}
-			}
-			resp, err := healthClient.Do(req)
-			if err != nil {
-				return checkResult{cause: err.Error()}
-			}
-			_ = resp.Body.Close()
-			code, status = resp.StatusCode, resp.Status
-		}
+		res := c.prober.Probe(ctx, probe.Request{Protocol: proto, Addr: tg.addr, Path: hc.Path, Timeout: timeout, Network: tg.network})
 		switch {
-		case code >= 200 && code <= 399:
+		case probe.Transport(res):
+			return checkResult{ignored: true, cause: res.Err}
+		case res.Err != "":
+			return checkResult{cause: res.Err}
+		case res.Code >= 200 && res.Code <= 399:
 			return checkResult{ok: true}
-		case code < 200 && hc.IgnoreHTTP1xx != nil && *hc.IgnoreHTTP1xx:
+		case res.Code < 200 && hc.IgnoreHTTP1xx != nil && *hc.IgnoreHTTP1xx:
 			return checkResult{ignored: true}
 		}
-		return checkResult{cause: status}
+		return checkResult{cause: res.Status}
 	case marathon.ProtoCommand:
+		ctx, cancel := context.WithTimeout(ctx, timeout)
+		defer cancel()
 		cmd := hc.Command.Value
 		if tg.workDir != "" {
 			cmd = "cd '" + strings.ReplaceAll(tg.workDir, "'", `'\''`) + "' || exit 125\n" + cmd
 		}
-		code, out, err := exec(ctx, tg.dockerID, []string{"/bin/sh", "-c", cmd})
+		code, out, err := c.exec(ctx, tg.dockerID, []string{"/bin/sh", "-c", cmd})
 		if err != nil {
 			return checkResult{cause: "run command: " + err.Error()}
 		}
@@ -271,73 +271,6 @@ func (tg checkTarget) once(ctx context.Context, exec execFunc) checkResult {
 		return checkResult{ok: true}
 	}
 	return checkResult{cause: "unknown protocol " + hc.Protocol}
-}
-
-// plainRequestPath reports whether a check's path can be sent as it is in
-// a request line: absolute, printable, without spaces.
-func plainRequestPath(p string) bool {
-	if !strings.HasPrefix(p, "/") {
-		return false
-	}
-	for i := 0; i < len(p); i++ {
-		if p[i] <= ' ' || p[i] >= 0x7f {
-			return false
-		}
-	}
-	return true
-}
-
-// httpGet is an HTTP check without net/http: one connection, one
-// "GET path HTTP/1.1" with Connection: close, and the status line of the
-// answer; the body is not read. A check every second per task through
-// http.Client (a transport, its goroutines and buffers per request) costs
-// several times the CPU. Interim 1xx answers other than 101 are skipped,
-// as http.Client does. status is as http.Response.Status ("200 OK").
-func httpGet(ctx context.Context, addr, path string) (code int, status string, err error) {
-	d := net.Dialer{KeepAlive: -1}
-	conn, err := d.DialContext(ctx, "tcp", addr)
-	if err != nil {
-		return 0, "", fmt.Errorf("GET http://%s%s: %w", addr, path, err)
-	}
-	defer conn.Close()
-	if dl, ok := ctx.Deadline(); ok {
-		_ = conn.SetDeadline(dl)
-	}
-	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Now()) })
-	defer stop()
-	if _, err := io.WriteString(conn, "GET "+path+" HTTP/1.1\r\nHost: "+addr+"\r\nUser-Agent: mesolite-health-check\r\nAccept: */*\r\nConnection: close\r\n\r\n"); err != nil {
-		return 0, "", fmt.Errorf("GET http://%s%s: %w", addr, path, err)
-	}
-	br := bufio.NewReaderSize(conn, 1024)
-	for interim := 0; interim < 8; interim++ {
-		line, err := br.ReadSlice('\n')
-		if err != nil {
-			return 0, "", fmt.Errorf("GET http://%s%s: read status line: %w", addr, path, err)
-		}
-		proto, rest, ok := strings.Cut(strings.TrimRight(string(line), "\r\n"), " ")
-		if !ok || !strings.HasPrefix(proto, "HTTP/") || len(rest) < 3 {
-			return 0, "", fmt.Errorf("GET http://%s%s: malformed status line %q", addr, path, line)
-		}
-		code, err := strconv.Atoi(rest[:3])
-		if err != nil || code < 100 || code > 999 {
-			return 0, "", fmt.Errorf("GET http://%s%s: malformed status code %q", addr, path, rest)
-		}
-		if code >= 200 || code == http.StatusSwitchingProtocols {
-			return code, strings.TrimLeft(rest, " "), nil
-		}
-		// An interim answer: skip its headers, read the next status line.
-		for partial := false; ; {
-			h, err := br.ReadSlice('\n')
-			if err != nil && !errors.Is(err, bufio.ErrBufferFull) {
-				return 0, "", fmt.Errorf("GET http://%s%s: read headers: %w", addr, path, err)
-			}
-			if err == nil && !partial && len(strings.TrimRight(string(h), "\r\n")) == 0 {
-				break
-			}
-			partial = err != nil
-		}
-	}
-	return 0, "", fmt.Errorf("GET http://%s%s: too many interim answers", addr, path)
 }
 
 // onHealthResult records a check's outcome. A failure before the first

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/mesolite/mesolite/sandbox"
+	"github.com/mesolite/mesolite/sandbox/probe"
 )
 
 // Runtime is what the agent needs from the host: the host half of a task
@@ -75,6 +76,13 @@ type ContainerRuntime interface {
 	// CopyLogs appends the container's output to stdout and stderr in its
 	// sandbox until the container stops or ctx ends.
 	CopyLogs(ctx context.Context, id, sandboxDir string) error
+	// Probe makes a TCP or HTTP check of a task's own address (health and
+	// readiness checks), from wherever this host can reach it: see
+	// probe.Prober. Transport failures are results for which
+	// probe.Transport is true.
+	Probe(ctx context.Context, req probe.Request) probe.Result
+	// ProbePath says which path checks take (for the status).
+	ProbePath() probe.Info
 }
 
 // newUUID returns a random (version 4) UUID.

@@ -22,6 +22,7 @@ import (
 	"github.com/mesolite/mesolite/sandbox"
 	"github.com/mesolite/mesolite/sandbox/docker"
 	"github.com/mesolite/mesolite/sandbox/fetch"
+	"github.com/mesolite/mesolite/sandbox/probe"
 )
 
 // Container is a fake container.
@@ -404,6 +405,13 @@ func (r *Runtime) Exec(_ context.Context, ref string, cmd []string) (int, string
 	}
 	return r.ExecCode, "exit " + strconv.Itoa(r.ExecCode), nil
 }
+
+// Probe checks from this process (the fake's containers are whatever its
+// tests listen on).
+func (r *Runtime) Probe(ctx context.Context, req probe.Request) probe.Result { return probe.Do(ctx, req) }
+
+// ProbePath is the direct path.
+func (r *Runtime) ProbePath() probe.Info { return probe.Info{Path: probe.PathDirect} }
 
 // CopyLogs waits until the container stops or ctx ends.
 func (r *Runtime) CopyLogs(ctx context.Context, ref, _ string) error {

@@ -33,6 +33,7 @@ import (
 
 	"github.com/mesolite/mesolite/sandbox"
 	"github.com/mesolite/mesolite/sandbox/fetch"
+	"github.com/mesolite/mesolite/sandbox/probe"
 )
 
 // dockerAPI is the part of the Docker client the runtime uses, so tests can
@@ -100,6 +101,10 @@ type Runtime struct {
 	// client's API version; negotiated is set from then on.
 	negotiateMu sync.Mutex
 	negotiated  atomic.Bool
+
+	// checks routes TCP and HTTP checks along the path this host has to
+	// the containers (checks.go).
+	checks *probe.Router
 }
 
 // New connects (lazily) to the Docker daemon.
@@ -112,7 +117,9 @@ func New(cfg Config) (*Runtime, error) {
 	if err != nil {
 		return nil, fmt.Errorf("docker client: %w", err)
 	}
-	return &Runtime{Host: sandbox.Host{Layout: cfg.Layout, Fetcher: cfg.Fetcher}, api: c, agentID: cfg.Layout.AgentID, log: cfg.Logger, fail: cfg.Failpoint, init: cfg.InitBinary}, nil
+	d := &Runtime{Host: sandbox.Host{Layout: cfg.Layout, Fetcher: cfg.Fetcher}, api: c, agentID: cfg.Layout.AgentID, log: cfg.Logger, fail: cfg.Failpoint, init: cfg.InitBinary, checks: probe.NewRouter()}
+	d.checks.Set(probe.Info{Path: probe.PathDirect, Reason: "checks connect to the containers' own addresses"}, probe.Direct{})
+	return d, nil
 }
 
 // ready makes the client settle its API version before a call that uses

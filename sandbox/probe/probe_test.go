@@ -1,4 +1,4 @@
-package agent
+package probe
 
 import (
 	"context"
@@ -47,7 +47,7 @@ func TestHTTPGet(t *testing.T) {
 			}()
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
-			code, status, err := httpGet(ctx, ln.Addr().String(), "/health?x=1")
+			code, status, err := HTTPGet(ctx, ln.Addr().String(), "/health?x=1")
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 					t.Fatalf("err = %v, want %q", err, tc.wantErr)
@@ -78,7 +78,7 @@ func TestHTTPGet(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 		defer cancel()
 		t0 := time.Now()
-		if _, _, err := httpGet(ctx, ln.Addr().String(), "/"); err == nil || time.Since(t0) > time.Second {
+		if _, _, err := HTTPGet(ctx, ln.Addr().String(), "/"); err == nil || time.Since(t0) > time.Second {
 			t.Fatalf("err %v after %s, want a timeout after 100ms", err, time.Since(t0))
 		}
 	})
@@ -86,7 +86,7 @@ func TestHTTPGet(t *testing.T) {
 		ln, _ := net.Listen("tcp", "127.0.0.1:0")
 		addr := ln.Addr().String()
 		ln.Close()
-		if _, _, err := httpGet(context.Background(), addr, "/"); err == nil || !strings.Contains(err.Error(), "GET http://"+addr+"/") {
+		if _, _, err := HTTPGet(context.Background(), addr, "/"); err == nil || !strings.Contains(err.Error(), "GET http://"+addr+"/") {
 			t.Fatalf("err %v", err)
 		}
 	})
@@ -94,8 +94,8 @@ func TestHTTPGet(t *testing.T) {
 
 func TestPlainRequestPath(t *testing.T) {
 	for p, want := range map[string]bool{"/": true, "/health?a=b&c=%20": true, "": false, "health": false, "/a b": false, "/a\r\nX: y": false, "/é": false} {
-		if got := plainRequestPath(p); got != want {
-			t.Errorf("plainRequestPath(%q) = %v, want %v", p, got, want)
+		if got := PlainRequestPath(p); got != want {
+			t.Errorf("PlainRequestPath(%q) = %v, want %v", p, got, want)
 		}
 	}
 }
