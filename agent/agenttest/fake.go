@@ -408,7 +408,9 @@ func (r *Runtime) Exec(_ context.Context, ref string, cmd []string) (int, string
 
 // Probe checks from this process (the fake's containers are whatever its
 // tests listen on).
-func (r *Runtime) Probe(ctx context.Context, req probe.Request) probe.Result { return probe.Do(ctx, req) }
+func (r *Runtime) Probe(ctx context.Context, req probe.Request) probe.Result {
+	return probe.Do(ctx, req)
+}
 
 // ProbePath is the direct path.
 func (r *Runtime) ProbePath() probe.Info { return probe.Info{Path: probe.PathDirect} }

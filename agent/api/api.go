@@ -762,7 +762,7 @@ func (s *Server) status(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{
 		"agentId": s.a.AgentID(), "frameworkId": s.a.FrameworkID(), "version": s.cfg.Version,
 		"workDir": s.a.WorkDir(), "dockerUp": snap.DockerUp, "recovery": renderRecovery(snap.Recovery),
-		"healthChecks": s.a.CheckPath(),
+		"healthChecks":      s.a.CheckPath(),
 		"unreadableRecords": snap.Unreadable, "apps": len(snap.Apps), "tasks": len(snap.Tasks),
 		"resources": map[string]any{"cpus": cfg.Cpus, "mem": cfg.MemMiB, "disk": cfg.DiskMiB, "ports": fmt.Sprintf("%d-%d", cfg.PortMin, cfg.PortMax)},
 		"reserved":  reservedOf(snap),

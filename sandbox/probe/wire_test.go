@@ -153,7 +153,9 @@ func TestClientReconnects(t *testing.T) {
 	c := &Client{Dial: dialer(addr), Token: "t", Broken: func(err error) { broken <- err }}
 	defer c.Close()
 	got := make(chan Result, 1)
-	go func() { got <- c.Probe(context.Background(), Request{Protocol: TCP, Addr: "x:1", Timeout: 10 * time.Second}) }()
+	go func() {
+		got <- c.Probe(context.Background(), Request{Protocol: TCP, Addr: "x:1", Timeout: 10 * time.Second})
+	}()
 	// Wait until the check is in the server, then stop the server.
 	deadline := time.Now().Add(5 * time.Second)
 	for {
@@ -213,7 +215,9 @@ func TestServerConcurrent(t *testing.T) {
 	c := &Client{Dial: dialer(addr), Token: "t"}
 	defer c.Close()
 	slow := make(chan Result, 1)
-	go func() { slow <- c.Probe(context.Background(), Request{Protocol: HTTP, Path: "/slow", Timeout: 10 * time.Second}) }()
+	go func() {
+		slow <- c.Probe(context.Background(), Request{Protocol: HTTP, Path: "/slow", Timeout: 10 * time.Second})
+	}()
 	<-slowStarted
 	var wg sync.WaitGroup
 	errs := make(chan string, 200)
@@ -273,7 +277,9 @@ func TestRouter(t *testing.T) {
 		t.Fatalf("check before the path is known: %+v", res)
 	}
 	done := make(chan Result, 1)
-	go func() { done <- r.Probe(context.Background(), Request{Protocol: TCP, Addr: target, Timeout: 5 * time.Second}) }()
+	go func() {
+		done <- r.Probe(context.Background(), Request{Protocol: TCP, Addr: target, Timeout: 5 * time.Second})
+	}()
 	time.Sleep(20 * time.Millisecond) // let the check wait; its result is asserted either way
 	r.Set(Info{Path: PathDirect}, Direct{})
 	if res := <-done; res.Err != "" {
