@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -35,6 +36,12 @@ const agentUsage = `usage: mesolite agent [--config agent.toml] [--listen ADDR] 
 Runs the master and the agent in one process: the Marathon API on --listen,
 tasks as Docker containers, state and volumes under --work-dir. Stopping it
 (Ctrl-C, SIGTERM) leaves the containers running; the next start adopts them.
+
+Without --config it runs with the built-in defaults (those of the shipped
+agent.toml) and keeps its work directory in the user's data directory:
+$XDG_DATA_HOME/mesolite (~/.local/share/mesolite), or
+~/Library/Application Support/mesolite on macOS. $MESOLITE_LISTEN sets the
+API address when --listen is not given.
 `
 
 // runAgent is "mesolite agent".
@@ -42,7 +49,7 @@ func runAgent(args []string, stderr io.Writer) int {
 	fs := flag.NewFlagSet("agent", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, agentUsage); fs.PrintDefaults() }
-	configPath := fs.String("config", "agent.toml", "configuration file")
+	configPath := fs.String("config", "", "configuration file (default: none, the built-in defaults)")
 	listen := fs.String("listen", "", "API address (overrides listen)")
 	workDir := fs.String("work-dir", "", "work directory (overrides work_dir)")
 	logLevel := fs.String("log-level", "", "debug, info, warn or error (overrides log_level)")
@@ -54,16 +61,19 @@ func runAgent(args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "mesolite agent: unexpected argument %q\n", fs.Arg(0))
 		return 2
 	}
-	explicit := false
-	fs.Visit(func(f *flag.Flag) {
-		if f.Name == "config" {
-			explicit = true
-		}
-	})
-	cfg, err := loadConfig(*configPath, explicit)
+	cfg, err := loadConfig(*configPath)
 	if err != nil {
 		fmt.Fprintf(stderr, "mesolite agent: %v\n", err)
 		return 2
+	}
+	if *configPath == "" && *workDir == "" {
+		if cfg.WorkDir, err = defaultWorkDir(runtime.GOOS, os.Getenv); err != nil {
+			fmt.Fprintf(stderr, "mesolite agent: %v\n", err)
+			return 2
+		}
+	}
+	if env := os.Getenv("MESOLITE_LISTEN"); env != "" && *listen == "" {
+		cfg.Listen = env
 	}
 	if *listen != "" {
 		cfg.Listen = *listen
@@ -154,6 +164,7 @@ func failpointKiller(spec string, log zerolog.Logger) (func(string), error) {
 type containerRuntime interface {
 	agent.Runtime
 	Version(ctx context.Context) (version, apiVersion string, err error)
+	Endpoint() string
 	Close() error
 }
 
@@ -164,6 +175,7 @@ func serveAgent(cfg fileConfig, log zerolog.Logger) error {
 		}
 		log.Warn().Str("listen", cfg.Listen).Msg("API open to the network without a token (insecure = true)")
 	}
+	ver, rev := buildVersion()
 	st, err := store.Open(cfg.WorkDir)
 	if err != nil {
 		return err
@@ -198,8 +210,8 @@ func serveAgent(cfg fileConfig, log zerolog.Logger) error {
 		BackoffResetAfter: cfg.Tasks.BackoffResetAfter.Duration,
 		EnforceDiskQuota:  cfg.Tasks.EnforceDiskQuota,
 		UsageInterval:     cfg.Tasks.VolumeUsageInterval.Duration,
-		Version:           version, Logger: log,
-		Metrics: metrics.New(version),
+		Version:           ver, Logger: log,
+		Metrics: metrics.New(ver),
 	}
 	if fp := os.Getenv("MESOLITE_FAILPOINT"); fp != "" {
 		f, err := failpointKiller(fp, log)
@@ -257,11 +269,11 @@ func serveAgent(cfg fileConfig, log zerolog.Logger) error {
 	} else {
 		ev = ev.Str("docker", dv).Str("docker_api", apiv)
 	}
-	ev.Str("version", version).Msg("mesolite agent starting")
+	ev.Str("version", ver).Str("commit", rev).Str("docker_host", rt.Endpoint()).Msg("mesolite agent starting")
 
 	srv := &http.Server{
 		Handler: api.New(a, api.Config{
-			Token: cfg.Security.Token, Version: version, Leader: cfg.Listen, Hostname: cfg.Hostname, Logger: log,
+			Token: cfg.Security.Token, Version: ver, Leader: cfg.Listen, Hostname: cfg.Hostname, Logger: log,
 			Metrics: acfg.Metrics,
 		}),
 		ReadHeaderTimeout: 10 * time.Second,

@@ -10,11 +10,11 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/BurntSushi/toml"
 
+	"github.com/mesolite/mesolite/sandbox"
 	"github.com/mesolite/mesolite/sandbox/fetch"
 )
 
@@ -137,19 +137,15 @@ func defaultFileConfig() fileConfig {
 	}
 }
 
-// loadConfig reads path over the defaults. A missing file is an error only
-// when it was named explicitly. A relative work_dir is taken relative to
-// the file's directory.
-func loadConfig(path string, explicit bool) (fileConfig, error) {
+// loadConfig reads path over the defaults; an empty path is the defaults
+// alone. A relative work_dir is taken relative to the file's directory.
+func loadConfig(path string) (fileConfig, error) {
 	cfg := defaultFileConfig()
 	if path == "" {
 		return cfg, nil
 	}
 	b, err := os.ReadFile(path)
 	if err != nil {
-		if errors.Is(err, os.ErrNotExist) && !explicit {
-			return cfg, nil
-		}
 		return cfg, fmt.Errorf("read config: %w", err)
 	}
 	md, err := toml.Decode(string(b), &cfg)
@@ -172,6 +168,27 @@ func loadConfig(path string, explicit bool) (fileConfig, error) {
 		cfg.WorkDir = filepath.Join(dir, cfg.WorkDir)
 	}
 	return cfg, nil
+}
+
+// defaultWorkDir is the work directory of an agent run without a
+// configuration file: "mesolite" in the user's data directory, which is
+// $XDG_DATA_HOME (when absolute, as the XDG spec requires) or
+// ~/.local/share, and ~/Library/Application Support on macOS.
+func defaultWorkDir(goos string, getenv func(string) string) (string, error) {
+	home := getenv("HOME")
+	if goos == "darwin" {
+		if home == "" {
+			return "", errors.New("$HOME is not set: pass --work-dir")
+		}
+		return filepath.Join(home, "Library", "Application Support", "mesolite"), nil
+	}
+	if d := getenv("XDG_DATA_HOME"); filepath.IsAbs(d) {
+		return filepath.Join(d, "mesolite"), nil
+	}
+	if home == "" {
+		return "", errors.New("neither $XDG_DATA_HOME nor $HOME is set: pass --work-dir")
+	}
+	return filepath.Join(home, ".local", "share", "mesolite"), nil
 }
 
 // validate checks the values and fills what the machine decides.
@@ -235,16 +252,15 @@ func parsePortRange(s string) (int, int, error) {
 }
 
 // machineResources is what the machine has: CPUs, memory in MiB, and the
-// free space under dir in MiB.
+// free space under dir in MiB. What cannot be read is 0 (and the agent
+// offers nothing of it until the configuration says how much).
 func machineResources(dir string) (cpus, memMiB, diskMiB float64) {
 	cpus = float64(runtime.NumCPU())
-	var si syscall.Sysinfo_t
-	if err := syscall.Sysinfo(&si); err == nil {
-		memMiB = float64(uint64(si.Totalram)*uint64(si.Unit)) / (1 << 20)
+	if b, err := totalMemory(); err == nil {
+		memMiB = float64(b) / (1 << 20)
 	}
-	var st syscall.Statfs_t
-	if err := syscall.Statfs(dir, &st); err == nil {
-		diskMiB = float64(st.Bavail*uint64(st.Bsize)) / (1 << 20)
+	if b, err := sandbox.FreeBytes(dir); err == nil {
+		diskMiB = float64(b) / (1 << 20)
 	}
 	return cpus, float64(int64(memMiB)), float64(int64(diskMiB))
 }

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -22,7 +23,7 @@ func writeConfig(t *testing.T, body string) string {
 // TestShippedConfig: the agent.toml at the repository root loads, and
 // says what the defaults are.
 func TestShippedConfig(t *testing.T) {
-	cfg, err := loadConfig(filepath.Join("..", "..", "agent.toml"), true)
+	cfg, err := loadConfig(filepath.Join("..", "..", "agent.toml"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,7 +54,7 @@ func TestConfigErrors(t *testing.T) {
 		{"syntax", "listen = \n", "config"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg, err := loadConfig(writeConfig(t, tc.body), true)
+			cfg, err := loadConfig(writeConfig(t, tc.body))
 			if err == nil {
 				err = cfg.validate()
 			}
@@ -62,11 +63,34 @@ func TestConfigErrors(t *testing.T) {
 			}
 		})
 	}
-	if _, err := loadConfig(filepath.Join(t.TempDir(), "missing.toml"), true); err == nil {
+	if _, err := loadConfig(filepath.Join(t.TempDir(), "missing.toml")); err == nil {
 		t.Fatal("a missing --config file was accepted")
 	}
-	if _, err := loadConfig(filepath.Join(t.TempDir(), "missing.toml"), false); err != nil {
-		t.Fatalf("a missing default agent.toml is an error: %v", err)
+	if cfg, err := loadConfig(""); err != nil || !reflect.DeepEqual(cfg, defaultFileConfig()) {
+		t.Fatalf("no config file: %+v, %v; want the defaults", cfg, err)
+	}
+}
+
+// TestDefaultWorkDir: without a config file the work directory is in the
+// user's data directory, per platform.
+func TestDefaultWorkDir(t *testing.T) {
+	env := func(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+	for _, tc := range []struct {
+		goos string
+		env  map[string]string
+		want string
+	}{
+		{"linux", map[string]string{"HOME": "/home/u", "XDG_DATA_HOME": "/data"}, "/data/mesolite"},
+		{"linux", map[string]string{"HOME": "/home/u"}, "/home/u/.local/share/mesolite"},
+		{"linux", map[string]string{"HOME": "/home/u", "XDG_DATA_HOME": "relative"}, "/home/u/.local/share/mesolite"},
+		{"darwin", map[string]string{"HOME": "/Users/u", "XDG_DATA_HOME": "/data"}, "/Users/u/Library/Application Support/mesolite"},
+		{"linux", map[string]string{}, ""},
+		{"darwin", map[string]string{}, ""},
+	} {
+		got, err := defaultWorkDir(tc.goos, env(tc.env))
+		if got != tc.want || (tc.want == "") != (err != nil) {
+			t.Errorf("%s %v: %q, %v; want %q", tc.goos, tc.env, got, err, tc.want)
+		}
 	}
 }
 

@@ -12,8 +12,15 @@ import (
 	"github.com/mesolite/mesolite/sandbox/taskinit"
 )
 
-// version is set at build time with -ldflags "-X main.version=…".
-var version = "0.1.0-dev"
+// version is set at build time with -ldflags "-X main.version=…"; left
+// at devVersion, buildVersion takes the module's version when there is one.
+var version = devVersion
+
+const devVersion = "0.1.0-dev"
+
+// commit is set at build time with -ldflags "-X main.commit=…" (make
+// build, make release); empty, buildVersion reads the build's VCS stamp.
+var commit string
 
 const usage = `mesolite: DC/OS on one machine (Mesos master, Marathon and Mesos agent in one binary)
 
@@ -36,6 +43,7 @@ usage:
   mesolite volume list [--orphans] [--json]
   mesolite ping
   mesolite version
+  mesolite completion bash|zsh
   mesolite COMMAND --help
 
 The client commands talk to --url, $MESOLITE_URL or http://127.0.0.1:8080,
@@ -61,8 +69,9 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	case "agent":
 		return runAgent(args[1:], stderr)
 	case "version", "--version":
-		fmt.Fprintf(stdout, "mesolite %s\n", version)
-		return 0
+		return runVersion(args[1:], stdout, stderr)
+	case "completion":
+		return runCompletion(args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		if len(args) == 1 {
 			fmt.Fprint(stdout, usage)

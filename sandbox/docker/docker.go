@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -102,22 +103,27 @@ type Runtime struct {
 	negotiateMu sync.Mutex
 	negotiated  atomic.Bool
 
+	endpoint string // the daemon's address
+
 	// checks routes TCP and HTTP checks along the path this host has to
 	// the containers (checks.go).
 	checks *probe.Router
 }
 
-// New connects (lazily) to the Docker daemon.
+// New connects (lazily) to the Docker daemon: cfg.Host, or where
+// ResolveHost finds it.
 func New(cfg Config) (*Runtime, error) {
 	opts := []client.Opt{client.FromEnv, client.WithAPIVersionNegotiation()}
-	if cfg.Host != "" {
-		opts = append(opts, client.WithHost(cfg.Host))
+	host := cfg.Host
+	if host == "" {
+		host, _ = ResolveHost(os.Getenv)
 	}
+	opts = append(opts, client.WithHost(host))
 	c, err := client.NewClientWithOpts(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("docker client: %w", err)
 	}
-	d := &Runtime{Host: sandbox.Host{Layout: cfg.Layout, Fetcher: cfg.Fetcher}, api: c, agentID: cfg.Layout.AgentID, log: cfg.Logger, fail: cfg.Failpoint, init: cfg.InitBinary, checks: probe.NewRouter()}
+	d := &Runtime{Host: sandbox.Host{Layout: cfg.Layout, Fetcher: cfg.Fetcher}, api: c, endpoint: host, agentID: cfg.Layout.AgentID, log: cfg.Logger, fail: cfg.Failpoint, init: cfg.InitBinary, checks: probe.NewRouter()}
 	d.checks.Set(probe.Info{Path: probe.PathDirect, Reason: "checks connect to the containers' own addresses"}, probe.Direct{})
 	return d, nil
 }
@@ -144,6 +150,9 @@ func (d *Runtime) ready(ctx context.Context) error {
 	d.negotiated.Store(true)
 	return nil
 }
+
+// Endpoint is the daemon's address.
+func (d *Runtime) Endpoint() string { return d.endpoint }
 
 // CheckParameter checks one container.docker.parameters entry (see the
 // package function).
