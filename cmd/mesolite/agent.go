@@ -165,6 +165,7 @@ type containerRuntime interface {
 	agent.Runtime
 	Version(ctx context.Context) (version, apiVersion string, err error)
 	Endpoint() string
+	Facts(ctx context.Context) (docker.Facts, error)
 	Close() error
 }
 
@@ -270,6 +271,9 @@ func serveAgent(cfg fileConfig, log zerolog.Logger) error {
 		ev = ev.Str("docker", dv).Str("docker_api", apiv)
 	}
 	ev.Str("version", ver).Str("commit", rev).Str("docker_host", rt.Endpoint()).Msg("mesolite agent starting")
+	if verr == nil {
+		logDockerFacts(ctx, rt, log)
+	}
 
 	srv := &http.Server{
 		Handler: api.New(a, api.Config{
@@ -304,4 +308,21 @@ func serveAgent(cfg fileConfig, log zerolog.Logger) error {
 	}
 	log.Info().Msg("stopped")
 	return nil
+}
+
+// logDockerFacts says what kind of daemon this is and, once and clearly,
+// what it does not do (enforce limits).
+func logDockerFacts(ctx context.Context, rt containerRuntime, log zerolog.Logger) {
+	fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	f, err := rt.Facts(fctx)
+	cancel()
+	if err != nil {
+		log.Warn().Err(err).Msg("docker info")
+		return
+	}
+	log.Info().Bool("rootless", f.Rootless).Bool("docker_desktop", f.Desktop).Str("docker_os", f.OperatingSystem).
+		Str("docker_arch", f.Arch).Str("cgroup_driver", f.CgroupDriver).Str("cgroup_version", f.CgroupVersion).Msg("docker daemon")
+	if w := f.LimitsWarning(); w != "" {
+		log.Warn().Msg(w)
+	}
 }

@@ -26,6 +26,7 @@ import (
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/mount"
+	"github.com/docker/docker/api/types/system"
 	"github.com/docker/docker/client"
 	"github.com/rs/zerolog"
 )
@@ -627,5 +628,21 @@ func TestDockerVanishedMount(t *testing.T) {
 	list, err := e.d.api.ContainerList(ctx, container.ListOptions{All: true, Filters: filters.NewArgs(filters.Arg("label", sandbox.LabelAgentID+"="+e.layout.AgentID))})
 	if err != nil || len(list) != 0 {
 		t.Errorf("containers of the agent: %d, %v; want none", len(list), err)
+	}
+}
+
+// TestFactsLimits: a rootless daemon on cgroup v1 (as docker info reports
+// it here) is recognised, and its missing limits are said plainly; a
+// daemon with cgroups has nothing to say.
+func TestFactsLimits(t *testing.T) {
+	rootless := factsOf(system.Info{OSType: "linux", Architecture: "aarch64", CgroupDriver: "none", CgroupVersion: "1",
+		SecurityOptions: []string{"name=seccomp,profile=default", "name=rootless"}})
+	if !rootless.Rootless || rootless.Arch != "arm64" || !strings.Contains(rootless.LimitsWarning(), "cgroup v1") {
+		t.Fatalf("rootless facts %+v, warning %q", rootless, rootless.LimitsWarning())
+	}
+	full := factsOf(system.Info{OSType: "linux", Architecture: "x86_64", MemoryLimit: true, CPUShares: true, CgroupDriver: "cgroupfs", CgroupVersion: "1",
+		OperatingSystem: "Docker Desktop", SecurityOptions: []string{"name=seccomp,profile=default"}})
+	if full.Rootless || !full.Desktop || full.Arch != "amd64" || full.LimitsWarning() != "" {
+		t.Fatalf("facts %+v, warning %q", full, full.LimitsWarning())
 	}
 }

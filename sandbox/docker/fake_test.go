@@ -22,6 +22,7 @@ import (
 	"github.com/docker/docker/api/types/events"
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/api/types/network"
+	"github.com/docker/docker/api/types/system"
 	"github.com/docker/docker/client"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/rs/zerolog"
@@ -186,6 +187,10 @@ func (f *fakeAPI) Events(ctx context.Context, opts events.ListOptions) (<-chan e
 		return nil, errs
 	}
 	return f.events(ctx, opts)
+}
+
+func (f *fakeAPI) Info(context.Context) (system.Info, error) {
+	return system.Info{OSType: "linux", Architecture: "x86_64", MemoryLimit: true, CPUShares: true}, nil
 }
 
 func (f *fakeAPI) ServerVersion(context.Context) (types.Version, error) {
