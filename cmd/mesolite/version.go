@@ -65,7 +65,7 @@ func runVersion(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "docker:   %s (%s): %v\n", host, source, err)
 		return 0
 	}
-	defer rt.Close()
+	defer func() { _ = rt.Close() }() // the version is printed; nothing to lose
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	dv, apiv, err := rt.Version(ctx)

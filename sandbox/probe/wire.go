@@ -254,46 +254,44 @@ func (c *Client) Probe(ctx context.Context, req Request) Result {
 // connect returns the live connection, dialing one if there is none. One
 // dial at a time: other callers wait for it.
 func (c *Client) connect(ctx context.Context) (*clientConn, error) {
-	for {
-		c.mu.Lock()
-		if c.conn != nil {
-			cc := c.conn
-			c.mu.Unlock()
-			return cc, nil
-		}
-		if c.dialing != nil {
-			wait := c.dialing
-			c.mu.Unlock()
-			select {
-			case <-wait:
-			case <-ctx.Done():
-				return nil, ctx.Err()
-			}
-			c.mu.Lock()
-			cc, err := c.conn, c.lastErr
-			c.mu.Unlock()
-			if cc != nil {
-				return cc, nil
-			}
-			return nil, err
-		}
-		done := make(chan struct{})
-		c.dialing = done
+	c.mu.Lock()
+	if c.conn != nil {
+		cc := c.conn
 		c.mu.Unlock()
-		cc, err := c.dial(ctx)
-		c.mu.Lock()
-		c.conn, c.lastErr, c.dialing = cc, err, nil
-		c.mu.Unlock()
-		close(done)
-		if err != nil {
-			if c.Broken != nil {
-				go c.Broken(err)
-			}
-			return nil, err
-		}
-		go c.readLoop(cc)
 		return cc, nil
 	}
+	if c.dialing != nil {
+		wait := c.dialing
+		c.mu.Unlock()
+		select {
+		case <-wait:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		c.mu.Lock()
+		cc, err := c.conn, c.lastErr
+		c.mu.Unlock()
+		if cc != nil {
+			return cc, nil
+		}
+		return nil, err
+	}
+	done := make(chan struct{})
+	c.dialing = done
+	c.mu.Unlock()
+	cc, err := c.dial(ctx)
+	c.mu.Lock()
+	c.conn, c.lastErr, c.dialing = cc, err, nil
+	c.mu.Unlock()
+	close(done)
+	if err != nil {
+		if c.Broken != nil {
+			go c.Broken(err)
+		}
+		return nil, err
+	}
+	go c.readLoop(cc)
+	return cc, nil
 }
 
 func (c *Client) dial(ctx context.Context) (*clientConn, error) {
