@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -268,6 +269,11 @@ func (d *Runtime) config(spec *sandbox.TaskSpec) (*container.Config, *container.
 	cfg, hc, nc, err := dockerConfig(spec, d.agentID)
 	if err != nil || !spec.HostRoot {
 		return cfg, hc, nc, err
+	}
+	if runtime.GOOS != "linux" {
+		// The host's system directories would be a Mac's, and the daemon
+		// runs in a Linux virtual machine that has none of them.
+		return nil, nil, nil, fmt.Errorf("command task %s: apps without an image run in a container rooted in the host's file system, which needs mesolite and Docker on the same Linux machine; on %s give the app a container.docker.image", spec.TaskID, runtime.GOOS)
 	}
 	if d.init == "" {
 		return nil, nil, nil, fmt.Errorf("command task %s: this runtime has no init binary for apps without an image", spec.TaskID)

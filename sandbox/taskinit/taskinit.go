@@ -29,8 +29,6 @@ import (
 	"syscall"
 )
 
-const prSetChildSubreaper = 36 // PR_SET_CHILD_SUBREAPER, from <linux/prctl.h>
-
 // Name is the file name the init runs under inside the container.
 const Name = "mesolite-task-init"
 
@@ -65,7 +63,7 @@ func Main(args []string, stderr io.Writer) int {
 	pid1 := os.Getpid() == 1
 	if !pid1 {
 		// Adopt the task's orphans, as PID 1 does, to wait for them too.
-		_, _, _ = syscall.RawSyscall(syscall.SYS_PRCTL, prSetChildSubreaper, 1, 0)
+		becomeSubreaper()
 	}
 	sigs := make(chan os.Signal, 16)
 	signal.Notify(sigs, forwarded...)
