@@ -9,6 +9,7 @@
 //	POST /exit?code=N   exits with code N
 //	GET  /env           the environment as a JSON object
 //	GET  /              a page to read and write keys from a browser (page.go)
+//	GET  /hostname      the container's host name (its short id)
 //
 // With $NO_LISTEN=1 it never listens (a process that is alive but not
 // serving). It prints a line to stdout and one to stderr when it starts,
@@ -17,13 +18,22 @@
 // The image also installs this binary as /bin/sh, where it understands a
 // few commands of "sh -c" (true, false, exit N, test -e|-f PATH, healthy,
 // and running an absolute path), enough for COMMAND health checks and
-// "cmd" apps in a scratch image.
+// "cmd" apps in a scratch image. As a client inside a container, for the
+// network tests, it also understands:
+//
+//	get URL [N]     N (default 1) GETs, each on a new connection; prints each
+//	                body (or "error: …") on a line; exit 1 if any failed
+//	dial HOST:PORT  a TCP connection; prints "connected" or the error
+//	lookup NAME     the A records of NAME through /etc/resolv.conf
+//	srv NAME        the SRV records of NAME: "target port" per line
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -109,6 +119,10 @@ func main() {
 			f.Flush()
 		}
 		go func() { time.Sleep(50 * time.Millisecond); os.Exit(code) }()
+	})
+	mux.HandleFunc("GET /hostname", func(w http.ResponseWriter, _ *http.Request) {
+		h, _ := os.Hostname()
+		fmt.Fprintln(w, h)
 	})
 	mux.HandleFunc("GET /env", func(w http.ResponseWriter, _ *http.Request) {
 		env := map[string]string{}
@@ -199,6 +213,22 @@ func shell(args []string) int {
 			} else {
 				code = 0
 			}
+		case f[0] == "get" && (len(f) == 2 || len(f) == 3):
+			code = clientGet(f[1:])
+		case f[0] == "dial" && len(f) == 2:
+			c, err := net.DialTimeout("tcp", f[1], 5*time.Second)
+			if err != nil {
+				fmt.Println(err)
+				code = 1
+				continue
+			}
+			c.Close()
+			fmt.Println("connected")
+			code = 0
+		case f[0] == "lookup" && len(f) == 2:
+			code = clientLookup(f[1], false)
+		case f[0] == "srv" && len(f) == 2:
+			code = clientLookup(f[1], true)
 		case strings.HasPrefix(f[0], "/"):
 			if err := syscall.Exec(f[0], f, os.Environ()); err != nil {
 				fmt.Fprintf(os.Stderr, "testapp sh: exec %s: %v\n", f[0], err)
@@ -210,4 +240,58 @@ func shell(args []string) int {
 		}
 	}
 	return code
+}
+
+// clientGet is "get URL [N]": N GETs, each on a new connection.
+func clientGet(args []string) int {
+	n := 1
+	if len(args) == 2 {
+		n, _ = strconv.Atoi(args[1])
+	}
+	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	code := 0
+	for i := 0; i < n; i++ {
+		resp, err := c.Get(args[0])
+		if err != nil {
+			fmt.Println("error:", err)
+			code = 1
+			continue
+		}
+		b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
+		resp.Body.Close()
+		if err != nil || resp.StatusCode >= 400 {
+			fmt.Println("error:", resp.Status, err)
+			code = 1
+			continue
+		}
+		fmt.Println(strings.TrimSpace(string(b)))
+	}
+	return code
+}
+
+// clientLookup is "lookup NAME" and "srv NAME", through /etc/resolv.conf.
+func clientLookup(name string, srv bool) int {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	r := &net.Resolver{PreferGo: true}
+	if srv {
+		_, addrs, err := r.LookupSRV(ctx, "", "", name)
+		if err != nil {
+			fmt.Println(err)
+			return 1
+		}
+		for _, a := range addrs {
+			fmt.Println(a.Target, a.Port)
+		}
+		return 0
+	}
+	addrs, err := r.LookupHost(ctx, name)
+	if err != nil {
+		fmt.Println(err)
+		return 1
+	}
+	for _, a := range addrs {
+		fmt.Println(a)
+	}
+	return 0
 }

@@ -1,0 +1,399 @@
+// Package netplanetest holds what tests of the network data plane share:
+// the traffic guard, real containers from the test image, the static
+// helper binary, and running a test as an unprivileged user of the docker
+// group. Only tests import it.
+package netplanetest
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/client"
+	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
+	"golang.org/x/sys/unix"
+)
+
+// TestImage is the image tests run (make test-image).
+const TestImage = "mesolite/testapp:latest"
+
+// LabelTest marks what a test created, with the test's name.
+const LabelTest = "mesolite.test"
+
+// CIUser is the unprivileged user of the docker group the tests run as
+// (.ci/run creates it).
+const CIUser = "mesolite-ci"
+
+// Missing ends a test that lacks something it needs: it fails under
+// CI=true, where everything must be there, and skips elsewhere.
+func Missing(t testing.TB, format string, args ...any) {
+	t.Helper()
+	if os.Getenv("CI") == "true" {
+		t.Fatalf(format+" (CI=true, so this fails instead of skipping)", args...)
+	}
+	t.Skipf(format, args...)
+}
+
+// RequireRoot ends the test (Missing) unless it runs as root.
+func RequireRoot(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		Missing(t, "this test changes nftables and needs root (it runs the unprivileged parts as %s itself)", CIUser)
+	}
+}
+
+// Docker returns a client of a daemon that answers, or ends the test.
+func Docker(t testing.TB) *client.Client {
+	t.Helper()
+	c, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	if err == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, err = c.Ping(ctx)
+		cancel()
+	}
+	if err != nil {
+		Missing(t, "docker daemon does not answer: %v", err)
+	}
+	if _, err := c.ImageInspect(context.Background(), TestImage); err != nil {
+		Missing(t, "image %s is missing: run make test-image: %v", TestImage, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// GuardTable is the name of the guard table of a test.
+func GuardTable(name string) string { return "mesolite_guard_" + name }
+
+// Guard installs the test's own nftables table that drops every packet to
+// the prefixes that would leave through an interface other than loopback
+// or a Docker bridge (docker0, br-*), in output and forward, after every
+// other filter. A VIP whose rule is missing or broken then shows up as a
+// refused or timed-out connection inside the machine, never as a packet
+// on the network. It checks the table is in place and removes it when the
+// test ends. Needs root.
+func Guard(t testing.TB, name string, prefixes ...netip.Prefix) {
+	t.Helper()
+	c, err := nftables.New()
+	if err != nil {
+		t.Fatalf("guard: open netlink: %v", err)
+	}
+	table := &nftables.Table{Name: GuardTable(name), Family: nftables.TableFamilyIPv4}
+	c.AddTable(table)
+	c.DelTable(table)
+	c.AddTable(table)
+	for _, hook := range []struct {
+		name string
+		hook *nftables.ChainHook
+	}{{"out", nftables.ChainHookOutput}, {"fwd", nftables.ChainHookForward}} {
+		ch := c.AddChain(&nftables.Chain{Name: hook.name, Table: table, Type: nftables.ChainTypeFilter, Hooknum: hook.hook, Priority: nftables.ChainPriorityRef(100)})
+		for _, p := range prefixes {
+			p = p.Masked()
+			exprs := []expr.Any{&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4}}
+			if p.Bits() < 32 {
+				m := ^uint32(0) << (32 - p.Bits())
+				exprs = append(exprs, &expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: []byte{byte(m >> 24), byte(m >> 16), byte(m >> 8), byte(m)}, Xor: []byte{0, 0, 0, 0}})
+			}
+			exprs = append(exprs,
+				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: p.Addr().AsSlice()},
+				&expr.Meta{Key: expr.MetaKeyOIFNAME, Register: 1},
+				&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: ifname("lo")},
+				&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: ifname("docker0")},
+				&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: []byte("br-")}, // a prefix: every br-*
+				&expr.Counter{},
+				&expr.Verdict{Kind: expr.VerdictDrop},
+			)
+			c.AddRule(&nftables.Rule{Table: table, Chain: ch, Exprs: exprs})
+		}
+	}
+	if err := c.Flush(); err != nil {
+		t.Fatalf("guard: install table %s: %v", table.Name, err)
+	}
+	t.Cleanup(func() {
+		c, err := nftables.New()
+		if err == nil {
+			c.DelTable(table)
+			err = c.Flush()
+		}
+		if err != nil {
+			t.Errorf("guard: remove table %s: %v", table.Name, err)
+		}
+	})
+	rules, err := c.GetRules(table, &nftables.Chain{Name: "out", Table: table})
+	if err != nil || len(rules) != len(prefixes) {
+		t.Fatalf("guard: table %s is not in place: %d rules, %v", table.Name, len(rules), err)
+	}
+}
+
+// GuardDrops is how many packets the guard of name dropped: a test that
+// expects every connection to stay inside asserts it is 0.
+func GuardDrops(t testing.TB, name string) uint64 {
+	t.Helper()
+	c, err := nftables.New()
+	if err != nil {
+		t.Fatalf("guard: open netlink: %v", err)
+	}
+	table := &nftables.Table{Name: GuardTable(name), Family: nftables.TableFamilyIPv4}
+	var n uint64
+	for _, ch := range []string{"out", "fwd"} {
+		rules, err := c.GetRules(table, &nftables.Chain{Name: ch, Table: table})
+		if err != nil {
+			t.Fatalf("guard: read table %s: %v", table.Name, err)
+		}
+		for _, r := range rules {
+			for _, e := range r.Exprs {
+				if cnt, ok := e.(*expr.Counter); ok {
+					n += cnt.Packets
+				}
+			}
+		}
+	}
+	return n
+}
+
+func ifname(s string) []byte {
+	b := make([]byte, unix.IFNAMSIZ)
+	copy(b, s)
+	return b
+}
+
+// Container is a container a test runs.
+type Container struct {
+	ID   string
+	Name string
+	IP   netip.Addr // on the default bridge; invalid with host networking
+}
+
+// RunOptions are a test container's options.
+type RunOptions struct {
+	Env         []string
+	HostNetwork bool
+	DNS         []string
+	Cmd         []string
+	Entrypoint  []string
+	Image       string // default TestImage
+}
+
+// Run starts a container of the test image, labelled for the test, and
+// removes it when the test ends.
+func Run(t testing.TB, c *client.Client, name string, o RunOptions) Container {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	img := o.Image
+	if img == "" {
+		img = TestImage
+	}
+	cfg := &container.Config{Image: img, Env: o.Env, Cmd: o.Cmd, Entrypoint: o.Entrypoint, Labels: map[string]string{LabelTest: t.Name()}}
+	hc := &container.HostConfig{DNS: o.DNS}
+	if o.HostNetwork {
+		hc.NetworkMode = "host"
+	}
+	full := fmt.Sprintf("mesolite-t-%s-%d", name, time.Now().UnixNano()%1e9)
+	r, err := c.ContainerCreate(ctx, cfg, hc, nil, nil, full)
+	if err != nil {
+		t.Fatalf("create container %s: %v", full, err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := c.ContainerRemove(ctx, r.ID, container.RemoveOptions{Force: true}); err != nil && !strings.Contains(err.Error(), "No such container") {
+			t.Errorf("remove container %s: %v", full, err)
+		}
+	})
+	if err := c.ContainerStart(ctx, r.ID, container.StartOptions{}); err != nil {
+		t.Fatalf("start container %s: %v", full, err)
+	}
+	in, err := c.ContainerInspect(ctx, r.ID)
+	if err != nil {
+		t.Fatalf("inspect container %s: %v", full, err)
+	}
+	out := Container{ID: r.ID, Name: full}
+	if n := in.NetworkSettings.Networks["bridge"]; n != nil {
+		out.IP, _ = netip.ParseAddr(n.IPAddress)
+	}
+	return out
+}
+
+// Exec runs the test image's /bin/sh -c script in a container and returns
+// its output and exit code.
+func Exec(t testing.TB, c *client.Client, id, script string) (string, int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	r, err := c.ContainerExecCreate(ctx, id, container.ExecOptions{Cmd: []string{"/bin/sh", "-c", script}, AttachStdout: true, AttachStderr: true})
+	if err != nil {
+		t.Fatalf("exec in %s: %v", id, err)
+	}
+	hj, err := c.ContainerExecAttach(ctx, r.ID, container.ExecAttachOptions{})
+	if err != nil {
+		t.Fatalf("attach exec in %s: %v", id, err)
+	}
+	defer hj.Close()
+	var out strings.Builder
+	buf := make([]byte, 8)
+	for {
+		// Docker's multiplexed stream: an 8-byte header, then the frame.
+		if _, err := readFull(hj.Reader, buf); err != nil {
+			break
+		}
+		n := int(buf[4])<<24 | int(buf[5])<<16 | int(buf[6])<<8 | int(buf[7])
+		frame := make([]byte, n)
+		if _, err := readFull(hj.Reader, frame); err != nil {
+			break
+		}
+		out.Write(frame)
+	}
+	for i := 0; i < 500; i++ {
+		in, err := c.ContainerExecInspect(ctx, r.ID)
+		if err != nil {
+			t.Fatalf("inspect exec: %v", err)
+		}
+		if !in.Running {
+			return out.String(), in.ExitCode
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("exec in %s: still running", id)
+	return "", -1
+}
+
+func readFull(r interface{ Read([]byte) (int, error) }, b []byte) (int, error) {
+	n := 0
+	for n < len(b) {
+		m, err := r.Read(b[n:])
+		n += m
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+// RemoveLabelled removes every container labelled for the test (a safety
+// net for a test that died between create and cleanup registration).
+func RemoveLabelled(t testing.TB, c *client.Client) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	list, err := c.ContainerList(ctx, container.ListOptions{All: true, Filters: filters.NewArgs(filters.Arg("label", LabelTest+"="+t.Name()))})
+	if err != nil {
+		return
+	}
+	for _, s := range list {
+		_ = c.ContainerRemove(ctx, s.ID, container.RemoveOptions{Force: true})
+	}
+}
+
+var (
+	staticOnce sync.Map // package path → *staticBuild
+)
+
+type staticBuild struct {
+	once sync.Once
+	path string
+	err  error
+}
+
+// StaticBinary builds a Go main package (an import path) with
+// CGO_ENABLED=0, once per test process, into a directory every user may
+// read, and returns the binary's path.
+func StaticBinary(t testing.TB, pkg string) string {
+	t.Helper()
+	v, _ := staticOnce.LoadOrStore(pkg, &staticBuild{})
+	b := v.(*staticBuild)
+	b.once.Do(func() {
+		dir, err := os.MkdirTemp("", "mesolite-static-")
+		if err != nil {
+			b.err = err
+			return
+		}
+		if err := os.Chmod(dir, 0o755); err != nil {
+			b.err = err
+			return
+		}
+		b.path = filepath.Join(dir, filepath.Base(pkg))
+		cmd := exec.Command("go", "build", "-trimpath", "-o", b.path, pkg)
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS="+runtime.GOOS)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			b.err = fmt.Errorf("go build %s: %v\n%s", pkg, err, out)
+		}
+	})
+	if b.err != nil {
+		t.Fatal(b.err)
+	}
+	return b.path
+}
+
+// ChildEnv marks a test process run as the unprivileged user.
+const ChildEnv = "MESOLITE_NETPLANE_CHILD"
+
+// IsChild reports whether this test process is the unprivileged child.
+func IsChild() bool { return os.Getenv(ChildEnv) == "1" }
+
+// RunAsUser runs the named test of this test binary again as CIUser (a
+// member of the docker group, not root), with env added, and fails t with
+// the child's output if it fails. The parent, root, keeps what needs root
+// (the guard). Under CI=true a missing user is a failure.
+func RunAsUser(t *testing.T, testName string, env ...string) {
+	t.Helper()
+	u, err := user.Lookup(CIUser)
+	if err != nil {
+		Missing(t, "user %s is missing (.ci/run creates it: useradd -G docker %s): %v", CIUser, CIUser, err)
+	}
+	gids, err := u.GroupIds()
+	if err != nil {
+		t.Fatalf("groups of %s: %v", CIUser, err)
+	}
+	docker, err := user.LookupGroup("docker")
+	if err != nil || !slices.Contains(gids, docker.Gid) {
+		Missing(t, "user %s is not in the docker group (usermod -aG docker %s)", CIUser, CIUser)
+	}
+	if _, err := exec.LookPath("setpriv"); err != nil {
+		Missing(t, "setpriv is missing (util-linux): %v", err)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "child.test")
+	data, err := os.ReadFile(self)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	home := filepath.Join(dir, "home")
+	if err := os.Mkdir(home, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"--reuid=" + u.Uid, "--regid=" + u.Gid, "--init-groups", "--", bin, "-test.run", "^" + testName + "$", "-test.count=1", "-test.v"}
+	cmd := exec.Command("setpriv", args...)
+	cmd.Dir = home
+	cmd.Env = append(os.Environ(), ChildEnv+"=1", "HOME="+home, "TMPDIR="+home)
+	cmd.Env = append(cmd.Env, env...)
+	out, err := cmd.CombinedOutput()
+	t.Logf("as %s (uid %s, groups %v):\n%s", CIUser, u.Uid, gids, out)
+	if err != nil {
+		t.Fatalf("the test as %s failed: %v", CIUser, err)
+	}
+	if !strings.Contains(string(out), "--- PASS: "+testName) {
+		t.Fatalf("the test as %s did not pass (skipped?)", CIUser)
+	}
+}

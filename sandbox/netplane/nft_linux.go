@@ -1,0 +1,437 @@
+//go:build linux
+
+package netplane
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"slices"
+	"strings"
+	"syscall"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/binaryutil"
+	"github.com/google/nftables/expr"
+	"github.com/google/nftables/userdata"
+	"golang.org/x/sys/unix"
+)
+
+// The table Kernel writes (nft list table ip mesolite):
+//
+//	table ip mesolite {
+//	  map backends_5.4.3.2_5432_tcp { type integer : ipv4_addr . inet_service;  # one per VIP with backends
+//	    elements = { 0 : 172.17.0.2 . 5432, 1 : 172.17.0.3 . 5432 } }
+//	  chain services {                      # regular chain, one rule per VIP and forward
+//	    ip daddr 5.4.3.2 tcp dport 5432 dnat ip to numgen inc mod 2 map @backends_5.4.3.2_5432_tcp comment "vip …"
+//	    ip daddr 198.18.0.9 tcp dport 80 counter comment "vip …"           # no backend: on to refuse
+//	    ip daddr 172.17.0.1 tcp dport 31000 dnat to 172.17.0.2:5432 comment "forward …"
+//	  }
+//	  chain prerouting  { type nat hook prerouting priority -110; jump services }   # bridge and other containers
+//	  chain output      { type nat hook output priority -110; jump services }       # the host and host-network containers
+//	  chain postrouting { type nat hook postrouting priority 90;                     # hairpin: the backend replies through us
+//	    oifname != "lo" ct original ip daddr 5.4.3.2 masquerade … }
+//	  chain refuse      { ip daddr 5.4.3.2 meta l4proto tcp reject with tcp reset; ip daddr 5.4.3.2 reject … }
+//	  chain refuse_out  { type filter hook output priority -10; jump refuse }
+//	  chain refuse_fwd  { type filter hook forward priority -10; jump refuse }
+//	}
+//
+// A VIP with backends is translated (DNAT) in prerouting or output, before
+// Docker's own chains (priority -100), round robin over its backends. The
+// translation lives in conntrack, so an established connection keeps its
+// backend whatever happens to the rules or the agent. A VIP without
+// backends has no rule in services; its packets reach the refuse chain in
+// forward or output and are answered at once (TCP reset, ICMP port
+// unreachable), as is every other port of a VIP address and the named-VIP
+// range: nothing addressed to a VIP leaves the machine. Masquerading
+// connections to VIPs and forwards lets a container reach a backend on its
+// own bridge (or itself) through a VIP: the backend replies to the bridge's
+// gateway, through conntrack, not straight to the client.
+const (
+	chainServices    = "services"
+	chainPrerouting  = "prerouting"
+	chainOutput      = "output"
+	chainPostrouting = "postrouting"
+	chainRefuse      = "refuse"
+	chainRefuseOut   = "refuse_out"
+	chainRefuseFwd   = "refuse_fwd"
+
+	natPriority        = -110 // before Docker's dstnat (-100)
+	masqPriority       = 90   // before Docker's srcnat (100)
+	filterPriority     = -10  // before Docker's filter (0)
+	commentVIP         = "vip "
+	commentForward     = "forward "
+	commentRefuse      = "refuse "
+	commentMasquerade  = "masquerade "
+	regAddr, regPort   = 1, 2
+	regConcatProtoData = 9 // the second 32-bit register of register 1, where a map's port lands
+)
+
+// Kernel applies states to one nftables table through netlink. It needs
+// CAP_NET_ADMIN, and no nft command.
+type Kernel struct {
+	table string
+}
+
+// NewKernel returns a Kernel for the table name (ip family).
+func NewKernel(table string) *Kernel { return &Kernel{table: table} }
+
+// Table is the name of the table.
+func (k *Kernel) Table() string { return k.table }
+
+func classifyNetlink(err error, what string) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, syscall.EPERM) || errors.Is(err, os.ErrPermission) {
+		return fmt.Errorf("%s: %w: %v", what, ErrPermission, err)
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}
+
+// Probe reports whether this process may change the kernel's rules: nil,
+// or an error wrapping ErrPermission.
+func (k *Kernel) Probe() error {
+	c, err := nftables.New()
+	if err != nil {
+		return classifyNetlink(err, "open netlink")
+	}
+	_, err = c.ListTablesOfFamily(nftables.TableFamilyIPv4)
+	return classifyNetlink(err, "list nftables tables")
+}
+
+// Apply replaces the table's content with s in one netlink batch, which
+// the kernel commits atomically: a packet sees the old rules or the new
+// ones, never none. Applying the same state again changes nothing a
+// connection can see. Connections established before keep their
+// translation (conntrack), even to a backend that is no longer listed.
+func (k *Kernel) Apply(s State) error {
+	s.Normalize()
+	if err := s.Validate(); err != nil {
+		return fmt.Errorf("apply nftables table %s: %w", k.table, err)
+	}
+	c, err := nftables.New()
+	if err != nil {
+		return classifyNetlink(err, "open netlink")
+	}
+	t := &nftables.Table{Name: k.table, Family: nftables.TableFamilyIPv4}
+	// Add (so that the delete finds it), delete, add: the idiom for an
+	// atomic replacement of a whole table.
+	c.AddTable(t)
+	c.DelTable(t)
+	c.AddTable(t)
+	if err := k.fill(c, t, s); err != nil {
+		return fmt.Errorf("apply nftables table %s: %w", k.table, err)
+	}
+	return classifyNetlink(c.Flush(), "apply nftables table "+k.table)
+}
+
+// Remove deletes the table: every VIP stops, established connections
+// included once their translation is gone from conntrack. Only an explicit
+// clean-up calls it. A missing table is not an error.
+func (k *Kernel) Remove() error {
+	c, err := nftables.New()
+	if err != nil {
+		return classifyNetlink(err, "open netlink")
+	}
+	t := &nftables.Table{Name: k.table, Family: nftables.TableFamilyIPv4}
+	c.AddTable(t)
+	c.DelTable(t)
+	return classifyNetlink(c.Flush(), "delete nftables table "+k.table)
+}
+
+func (k *Kernel) fill(c *nftables.Conn, t *nftables.Table, s State) error {
+	regular := func(name string) *nftables.Chain {
+		return c.AddChain(&nftables.Chain{Name: name, Table: t})
+	}
+	base := func(name string, typ nftables.ChainType, hook *nftables.ChainHook, prio int32) *nftables.Chain {
+		return c.AddChain(&nftables.Chain{Name: name, Table: t, Type: typ, Hooknum: hook, Priority: nftables.ChainPriorityRef(nftables.ChainPriority(prio))})
+	}
+	services := regular(chainServices)
+	refuse := regular(chainRefuse)
+	jump := func(from *nftables.Chain, to string) {
+		c.AddRule(&nftables.Rule{Table: t, Chain: from, Exprs: []expr.Any{&expr.Verdict{Kind: expr.VerdictJump, Chain: to}}})
+	}
+	jump(base(chainPrerouting, nftables.ChainTypeNAT, nftables.ChainHookPrerouting, natPriority), chainServices)
+	jump(base(chainOutput, nftables.ChainTypeNAT, nftables.ChainHookOutput, natPriority), chainServices)
+	post := base(chainPostrouting, nftables.ChainTypeNAT, nftables.ChainHookPostrouting, masqPriority)
+	jump(base(chainRefuseOut, nftables.ChainTypeFilter, nftables.ChainHookOutput, filterPriority), chainRefuse)
+	jump(base(chainRefuseFwd, nftables.ChainTypeFilter, nftables.ChainHookForward, filterPriority), chainRefuse)
+
+	masq := map[netip.Addr]bool{}
+	for _, v := range s.VIPs {
+		masq[v.Addr] = true
+		if len(v.Backends) == 0 {
+			// Matched and counted, not translated: the packet goes on to
+			// the refuse chain, and Read still finds the VIP.
+			c.AddRule(&nftables.Rule{Table: t, Chain: services, Exprs: append(matchKey(v.Key()), &expr.Counter{}), UserData: comment(vipComment(v))})
+			continue
+		}
+		m := &nftables.Set{Table: t, Name: backendMap(v.Key()), IsMap: true, KeyByteOrder: binaryutil.NativeEndian,
+			KeyType: nftables.TypeInteger, DataType: nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetService)}
+		elems := make([]nftables.SetElement, len(v.Backends))
+		for i, b := range v.Backends {
+			elems[i] = nftables.SetElement{Key: binaryutil.NativeEndian.PutUint32(uint32(i)), Val: concatAddrPort(b)}
+		}
+		if err := c.AddSet(m, elems); err != nil {
+			return fmt.Errorf("add backend map of vip %s: %w", v.Key(), err)
+		}
+		exprs := append(matchKey(v.Key()),
+			&expr.Numgen{Register: regAddr, Modulus: uint32(len(v.Backends)), Type: unix.NFT_NG_INCREMENTAL},
+			&expr.Lookup{SourceRegister: regAddr, DestRegister: regAddr, IsDestRegSet: true, SetName: m.Name, SetID: m.ID},
+			&expr.NAT{Type: expr.NATTypeDestNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: regAddr, RegProtoMin: regConcatProtoData},
+		)
+		c.AddRule(&nftables.Rule{Table: t, Chain: services, Exprs: exprs, UserData: comment(vipComment(v))})
+	}
+	for _, f := range s.Forwards {
+		if f.To.Addr != f.Addr {
+			// A forward to its own address (the DNS server's port) is
+			// delivered locally; the others may hairpin.
+			masq[f.Addr] = true
+		}
+		exprs := append(matchKey(f.Key()),
+			&expr.Immediate{Register: regAddr, Data: f.To.Addr.AsSlice()},
+			&expr.Immediate{Register: regPort, Data: binaryutil.BigEndian.PutUint16(f.To.Port)},
+			&expr.NAT{Type: expr.NATTypeDestNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: regAddr, RegProtoMin: regPort},
+		)
+		c.AddRule(&nftables.Rule{Table: t, Chain: services, Exprs: exprs, UserData: comment(commentForward + f.Key().String() + " -> " + f.To.String())})
+	}
+	for _, a := range sortedAddrs(masq) {
+		c.AddRule(&nftables.Rule{Table: t, Chain: post, UserData: comment(commentMasquerade + a.String()), Exprs: []expr.Any{
+			&expr.Meta{Key: expr.MetaKeyOIFNAME, Register: regAddr},
+			&expr.Cmp{Op: expr.CmpOpNeq, Register: regAddr, Data: ifname("lo")},
+			&expr.Ct{Key: expr.CtKeyDST, Register: regAddr, Direction: 0},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: regAddr, Data: a.AsSlice()},
+			&expr.Masq{},
+		}})
+	}
+	for _, p := range s.Refuse {
+		c.AddRule(&nftables.Rule{Table: t, Chain: refuse, UserData: comment(commentRefuse + p.String() + " tcp"), Exprs: append(matchPrefix(p),
+			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: regAddr},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: regAddr, Data: []byte{unix.IPPROTO_TCP}},
+			&expr.Reject{Type: unix.NFT_REJECT_TCP_RST},
+		)})
+		c.AddRule(&nftables.Rule{Table: t, Chain: refuse, UserData: comment(commentRefuse + p.String()), Exprs: append(matchPrefix(p),
+			&expr.Reject{Type: unix.NFT_REJECT_ICMP_UNREACH, Code: 3}, // port unreachable
+		)})
+	}
+	return nil
+}
+
+// backendMap names the map of a VIP's backends.
+func backendMap(k Key) string {
+	return fmt.Sprintf("backends_%s_%d_%s", k.Addr, k.Port, k.Protocol)
+}
+
+func vipComment(v VIP) string {
+	c := commentVIP + v.Key().String()
+	if v.Label != "" {
+		c += " label=" + v.Label
+	}
+	if v.Name != "" {
+		c += " name=" + v.Name
+	}
+	return c
+}
+
+func comment(s string) []byte {
+	if len(s) > 250 {
+		s = s[:250]
+	}
+	return userdata.AppendString(nil, userdata.TypeComment, s)
+}
+
+func ifname(s string) []byte {
+	b := make([]byte, unix.IFNAMSIZ)
+	copy(b, s)
+	return b
+}
+
+// matchKey matches a destination address, protocol and port.
+func matchKey(k Key) []expr.Any {
+	proto := byte(unix.IPPROTO_TCP)
+	if k.Protocol == UDP {
+		proto = unix.IPPROTO_UDP
+	}
+	return []expr.Any{
+		&expr.Payload{DestRegister: regAddr, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: regAddr, Data: k.Addr.AsSlice()},
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: regAddr},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: regAddr, Data: []byte{proto}},
+		&expr.Payload{DestRegister: regAddr, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: regAddr, Data: binaryutil.BigEndian.PutUint16(k.Port)},
+	}
+}
+
+// matchPrefix matches a destination address in a prefix.
+func matchPrefix(p netip.Prefix) []expr.Any {
+	exprs := []expr.Any{&expr.Payload{DestRegister: regAddr, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4}}
+	if p.Bits() < 32 {
+		mask := binary.BigEndian.AppendUint32(nil, ^uint32(0)<<(32-p.Bits()))
+		exprs = append(exprs, &expr.Bitwise{SourceRegister: regAddr, DestRegister: regAddr, Len: 4, Mask: mask, Xor: []byte{0, 0, 0, 0}})
+	}
+	return append(exprs, &expr.Cmp{Op: expr.CmpOpEq, Register: regAddr, Data: p.Masked().Addr().AsSlice()})
+}
+
+func concatAddrPort(b Backend) []byte {
+	v := b.Addr.AsSlice()
+	return append(v, byte(b.Port>>8), byte(b.Port), 0, 0)
+}
+
+func sortedAddrs(m map[netip.Addr]bool) []netip.Addr {
+	out := make([]netip.Addr, 0, len(m))
+	for a := range m {
+		out = append(out, a)
+	}
+	slices.SortFunc(out, netip.Addr.Compare)
+	return out
+}
+
+// Read reads the table back: the VIPs with their backends, the forwards
+// and the refused prefixes the kernel has, decoded from the rules' own
+// expressions (labels and names from their comments). DNS is not in the
+// kernel and is left nil. A missing table is ErrNoTable.
+func (k *Kernel) Read() (State, error) {
+	c, err := nftables.New()
+	if err != nil {
+		return State{}, classifyNetlink(err, "open netlink")
+	}
+	tables, err := c.ListTablesOfFamily(nftables.TableFamilyIPv4)
+	if err != nil {
+		return State{}, classifyNetlink(err, "list nftables tables")
+	}
+	if !slices.ContainsFunc(tables, func(t *nftables.Table) bool { return t.Name == k.table }) {
+		return State{}, fmt.Errorf("read nftables table %s: %w", k.table, ErrNoTable)
+	}
+	t := &nftables.Table{Name: k.table, Family: nftables.TableFamilyIPv4}
+	var s State
+	rules, err := c.GetRules(t, &nftables.Chain{Name: chainServices, Table: t})
+	if err != nil {
+		return State{}, classifyNetlink(err, "read chain "+chainServices)
+	}
+	for _, r := range rules {
+		if err := k.readService(c, t, r, &s); err != nil {
+			return State{}, fmt.Errorf("read nftables table %s: %w", k.table, err)
+		}
+	}
+	rules, err = c.GetRules(t, &nftables.Chain{Name: chainRefuse, Table: t})
+	if err != nil {
+		return State{}, classifyNetlink(err, "read chain "+chainRefuse)
+	}
+	for _, r := range rules {
+		if p, ok := readRefuse(r); ok {
+			s.Refuse = append(s.Refuse, p)
+		}
+	}
+	s.Normalize()
+	return s, nil
+}
+
+func (k *Kernel) readService(c *nftables.Conn, t *nftables.Table, r *nftables.Rule, s *State) error {
+	note, _ := userdata.GetString(r.UserData, userdata.TypeComment)
+	key, rest, ok := readKey(r.Exprs)
+	if !ok {
+		return fmt.Errorf("rule %d of chain %s is not one of mesolite's (%q)", r.Handle, chainServices, note)
+	}
+	switch {
+	case strings.HasPrefix(note, commentVIP):
+		v := VIP{Addr: key.Addr, Port: key.Port, Protocol: key.Protocol}
+		for _, f := range strings.Fields(note) {
+			if l, ok := strings.CutPrefix(f, "label="); ok {
+				v.Label = l
+			}
+			if n, ok := strings.CutPrefix(f, "name="); ok {
+				v.Name = n
+			}
+		}
+		for _, e := range rest {
+			if l, ok := e.(*expr.Lookup); ok {
+				elems, err := c.GetSetElements(&nftables.Set{Table: t, Name: l.SetName, IsMap: true,
+					KeyType: nftables.TypeInteger, DataType: nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetService)})
+				if err != nil {
+					return classifyNetlink(err, "read backends of vip "+key.String())
+				}
+				for _, el := range elems {
+					if len(el.Val) < 6 {
+						return fmt.Errorf("vip %s: a backend of %d bytes", key, len(el.Val))
+					}
+					addr, _ := netip.AddrFromSlice(el.Val[:4])
+					v.Backends = append(v.Backends, Backend{addr, binary.BigEndian.Uint16(el.Val[4:6])})
+				}
+			}
+		}
+		s.VIPs = append(s.VIPs, v)
+	case strings.HasPrefix(note, commentForward):
+		f := Forward{Addr: key.Addr, Port: key.Port, Protocol: key.Protocol}
+		for _, e := range rest {
+			if im, ok := e.(*expr.Immediate); ok {
+				switch {
+				case im.Register == regAddr && len(im.Data) == 4:
+					f.To.Addr, _ = netip.AddrFromSlice(im.Data)
+				case im.Register == regPort && len(im.Data) == 2:
+					f.To.Port = binary.BigEndian.Uint16(im.Data)
+				}
+			}
+		}
+		s.Forwards = append(s.Forwards, f)
+	default:
+		return fmt.Errorf("rule %d of chain %s is not one of mesolite's (%q)", r.Handle, chainServices, note)
+	}
+	return nil
+}
+
+// readKey decodes the match matchKey writes.
+func readKey(exprs []expr.Any) (Key, []expr.Any, bool) {
+	if len(exprs) < 6 {
+		return Key{}, nil, false
+	}
+	var k Key
+	a, ok1 := exprs[1].(*expr.Cmp)
+	p, ok2 := exprs[3].(*expr.Cmp)
+	port, ok3 := exprs[5].(*expr.Cmp)
+	if !ok1 || !ok2 || !ok3 || len(a.Data) != 4 || len(p.Data) != 1 || len(port.Data) != 2 {
+		return Key{}, nil, false
+	}
+	k.Addr, _ = netip.AddrFromSlice(a.Data)
+	switch p.Data[0] {
+	case unix.IPPROTO_TCP:
+		k.Protocol = TCP
+	case unix.IPPROTO_UDP:
+		k.Protocol = UDP
+	default:
+		return Key{}, nil, false
+	}
+	k.Port = binary.BigEndian.Uint16(port.Data)
+	return k, exprs[6:], true
+}
+
+// readRefuse decodes the prefix of a refuse rule (the TCP one of each pair).
+func readRefuse(r *nftables.Rule) (netip.Prefix, bool) {
+	var addr netip.Addr
+	bits := 32
+	tcp := false
+	for _, e := range r.Exprs {
+		switch e := e.(type) {
+		case *expr.Bitwise:
+			if len(e.Mask) == 4 {
+				bits = 0
+				for m := binary.BigEndian.Uint32(e.Mask); m != 0; m <<= 1 {
+					bits++
+				}
+			}
+		case *expr.Cmp:
+			if len(e.Data) == 4 && !addr.IsValid() {
+				addr, _ = netip.AddrFromSlice(e.Data)
+			}
+		case *expr.Reject:
+			tcp = e.Type == unix.NFT_REJECT_TCP_RST
+		}
+	}
+	if !tcp || !addr.IsValid() {
+		return netip.Prefix{}, false
+	}
+	return netip.PrefixFrom(addr, bits), true
+}
+
