@@ -34,7 +34,7 @@ func testApps() []App {
 			},
 		},
 		{
-			ID: "/hostapp",
+			ID:    "/hostapp",
 			Ports: []Port{{Path: "/portDefinitions(0)", Protocol: "udp,tcp", Labels: map[string]string{"VIP_0": "/shop/host:53"}}},
 			Tasks: []Task{{ID: "h.1", State: TaskServing, HostPorts: []uint16{31010}}},
 		},

@@ -434,4 +434,3 @@ func readRefuse(r *nftables.Rule) (netip.Prefix, bool) {
 	}
 	return netip.PrefixFrom(addr, bits), true
 }
-
