@@ -18,8 +18,8 @@ DIST      := dist
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-build: ## build bin/mesolite
-	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/mesolite
+build: ## build bin/mesolite (static: it also runs as the network helper container, FROM nothing)
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/mesolite
 
 run: build test-image ## run the agent with the shipped agent.toml
 	./$(BIN) agent --config agent.toml

@@ -116,6 +116,17 @@ func Build(apps []App, cfg BuildConfig, prev *State) (State, []VIPStatus) {
 	if cfg.DNS != nil {
 		b.dns(apps)
 	}
+	if cfg.Checker != nil {
+		for _, v := range b.state.VIPs {
+			for _, be := range v.Backends {
+				for _, br := range cfg.Checker.Facts.Bridges {
+					if br.Subnet.Contains(be.Addr) {
+						b.state.Hairpin = append(b.state.Hairpin, br.Iface)
+					}
+				}
+			}
+		}
+	}
 	b.state.Normalize()
 	sort.SliceStable(b.status, func(i, j int) bool {
 		if b.status[i].AppID != b.status[j].AppID {

@@ -241,7 +241,9 @@ func resolve(z *zone, r *dns.Msg, network string) *dns.Msg {
 		return m
 	}
 	if m, ok := z.answer(r.Question[0]); ok {
-		m.SetReply(r)
+		rcode := m.Rcode
+		m.SetReply(r) // resets the rcode
+		m.Rcode = rcode
 		m.Authoritative = true
 		m.RecursionAvailable = true
 		return m
@@ -249,24 +251,27 @@ func resolve(z *zone, r *dns.Msg, network string) *dns.Msg {
 	return z.forward(r, network)
 }
 
-// forward asks the upstream resolvers in turn; SERVFAIL when none answers.
+// forward asks the upstream resolvers in turn, over UDP and over TCP when
+// the answer was truncated; SERVFAIL when none answers. An answer for a
+// client that asked over UDP is truncated to what it can take.
 func (z *zone) forward(r *dns.Msg, network string) *dns.Msg {
-	if strings.HasPrefix(network, "tcp") {
-		network = "tcp"
-	} else {
-		network = "udp"
-	}
 	for _, u := range z.upstreams {
-		c := &dns.Client{Net: network, Timeout: upstreamTimeout}
-		resp, _, err := c.Exchange(r, u)
-		if err == nil && resp.Truncated && network == "udp" {
-			c.Net = "tcp"
-			resp, _, err = c.Exchange(r, u)
+		resp, _, err := (&dns.Client{Net: "udp", Timeout: upstreamTimeout}).Exchange(r, u)
+		if err == nil && resp.Truncated {
+			resp, _, err = (&dns.Client{Net: "tcp", Timeout: upstreamTimeout}).Exchange(r, u)
 		}
-		if err == nil {
-			resp.Id = r.Id
-			return resp
+		if err != nil {
+			continue
 		}
+		resp.Id = r.Id
+		if !strings.HasPrefix(network, "tcp") {
+			size := dns.MinMsgSize
+			if o := r.IsEdns0(); o != nil {
+				size = int(o.UDPSize())
+			}
+			resp.Truncate(size)
+		}
+		return resp
 	}
 	m := new(dns.Msg)
 	m.SetRcode(r, dns.RcodeServerFailure)

@@ -16,6 +16,7 @@ import (
 	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
 	"github.com/google/nftables/userdata"
+	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
 
@@ -125,7 +126,40 @@ func (k *Kernel) Apply(s State) error {
 	if err := k.fill(c, t, s); err != nil {
 		return fmt.Errorf("apply nftables table %s: %w", k.table, err)
 	}
-	return classifyNetlink(c.Flush(), "apply nftables table "+k.table)
+	if err := c.Flush(); err != nil {
+		return classifyNetlink(err, "apply nftables table "+k.table)
+	}
+	return setHairpin(s.Hairpin)
+}
+
+// setHairpin puts every port of the bridges in hairpin mode (see
+// State.Hairpin). Ports added later get it with the next Apply, which a
+// new backend always brings.
+func setHairpin(bridges []string) error {
+	if len(bridges) == 0 {
+		return nil
+	}
+	idx := map[int]bool{}
+	for _, name := range bridges {
+		l, err := netlink.LinkByName(name)
+		if err != nil {
+			continue // the bridge is gone: no port to set
+		}
+		idx[l.Attrs().Index] = true
+	}
+	links, err := netlink.LinkList()
+	if err != nil {
+		return classifyNetlink(err, "list links")
+	}
+	for _, l := range links {
+		if !idx[l.Attrs().MasterIndex] {
+			continue
+		}
+		if err := netlink.LinkSetHairpin(l, true); err != nil && !errors.Is(err, syscall.ENODEV) {
+			return classifyNetlink(err, "set hairpin mode on "+l.Attrs().Name)
+		}
+	}
+	return nil
 }
 
 // Remove deletes the table: every VIP stops, established connections

@@ -40,6 +40,13 @@ type State struct {
 	// unless a VIP or forward translated it: every VIP address and the
 	// named-VIP range, so a connection to a VIP never leaves the machine.
 	Refuse []netip.Prefix `json:"refuse,omitempty"`
+	// Hairpin are the bridges (docker0, br-…) whose ports get hairpin
+	// mode, so that a container can reach itself through a VIP: with
+	// br_netfilter, a connection translated to an address on the bridge it
+	// came from is forwarded at layer 2, and a bridge sends a frame back
+	// out of the port it came in on only in hairpin mode (Docker sets it
+	// itself when its userland proxy is off).
+	Hairpin []string `json:"hairpin,omitempty"`
 	// DNS is what the DNS server answers; nil when DNS is off.
 	DNS *DNS `json:"dns,omitempty"`
 }
@@ -128,6 +135,8 @@ func (s *State) Normalize() {
 		s.Refuse[i] = p.Masked()
 	}
 	s.Refuse = slices.Compact(s.Refuse)
+	slices.Sort(s.Hairpin)
+	s.Hairpin = slices.Compact(s.Hairpin)
 }
 
 // Validate checks what the kernel rules need: IPv4 addresses, ports,

@@ -5,8 +5,13 @@
 package netplanetest
 
 import (
+	"archive/tar"
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
+	"io"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -21,13 +26,17 @@ import (
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/client"
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
 	"golang.org/x/sys/unix"
 )
 
-// TestImage is the image tests run (make test-image).
+// TestImage is the shared test image (make test-image). The network
+// tests run ClientImage instead, which they build themselves from the same
+// sources, so that they do not depend on which worktree built the shared
+// image last.
 const TestImage = "mesolite/testapp:latest"
 
 // LabelTest marks what a test created, with the test's name.
@@ -67,11 +76,85 @@ func Docker(t testing.TB) *client.Client {
 	if err != nil {
 		Missing(t, "docker daemon does not answer: %v", err)
 	}
-	if _, err := c.ImageInspect(context.Background(), TestImage); err != nil {
-		Missing(t, "image %s is missing: run make test-image: %v", TestImage, err)
-	}
 	t.Cleanup(func() { c.Close() })
 	return c
+}
+
+var (
+	imageMu  sync.Mutex
+	imageRef string
+)
+
+// ClientImage builds testdata/testapp statically and imports it as an
+// image (the binary as /testapp and /bin/sh, as its Dockerfile does), once
+// per test process, tagged mesolite/testapp:<tag>-<digest>. It serves
+// HTTP and has the client commands (get, dial, lookup, srv) the network
+// tests run inside containers. RemoveClientImage removes it.
+func ClientImage(t testing.TB, c *client.Client, tag string) string {
+	t.Helper()
+	imageMu.Lock()
+	defer imageMu.Unlock()
+	if imageRef != "" {
+		return imageRef
+	}
+	bin := StaticBinary(t, "github.com/mesolite/mesolite/testdata/testapp")
+	data, err := os.ReadFile(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(data)
+	ref := fmt.Sprintf("mesolite/testapp:%s-%s", tag, hex.EncodeToString(sum[:6]))
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if _, err := c.ImageInspect(ctx, ref); err == nil {
+		imageRef = ref
+		return ref
+	}
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, name := range []string{"testapp", "bin/sh"} {
+		if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o755, Size: int64(len(data)), Typeflag: tar.TypeReg}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tw.Write(data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	rc, err := c.ImageImport(ctx, image.ImportSource{Source: &buf, SourceName: "-"}, ref, image.ImportOptions{
+		Changes: []string{`ENTRYPOINT ["/testapp"]`, "LABEL " + LabelTest + "=netplane"},
+	})
+	if err != nil {
+		t.Fatalf("import %s: %v", ref, err)
+	}
+	_, _ = io.Copy(io.Discard, rc)
+	rc.Close()
+	if _, err := c.ImageInspect(ctx, ref); err != nil {
+		t.Fatalf("import %s: %v", ref, err)
+	}
+	imageRef = ref
+	return ref
+}
+
+// RemoveClientImage removes the image ClientImage made (TestMain calls it
+// when the package's tests are done).
+func RemoveClientImage() {
+	imageMu.Lock()
+	defer imageMu.Unlock()
+	if imageRef == "" {
+		return
+	}
+	c, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	if err != nil {
+		return
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, _ = c.ImageRemove(ctx, imageRef, image.RemoveOptions{Force: true})
+	imageRef = ""
 }
 
 // GuardTable is the name of the guard table of a test.
@@ -183,7 +266,7 @@ type RunOptions struct {
 	DNS         []string
 	Cmd         []string
 	Entrypoint  []string
-	Image       string // default TestImage
+	Image       string // default ClientImage
 }
 
 // Run starts a container of the test image, labelled for the test, and
@@ -194,7 +277,7 @@ func Run(t testing.TB, c *client.Client, name string, o RunOptions) Container {
 	defer cancel()
 	img := o.Image
 	if img == "" {
-		img = TestImage
+		img = ClientImage(t, c, "netplane")
 	}
 	cfg := &container.Config{Image: img, Env: o.Env, Cmd: o.Cmd, Entrypoint: o.Entrypoint, Labels: map[string]string{LabelTest: t.Name()}}
 	hc := &container.HostConfig{DNS: o.DNS}
@@ -314,6 +397,13 @@ func StaticBinary(t testing.TB, pkg string) string {
 	v, _ := staticOnce.LoadOrStore(pkg, &staticBuild{})
 	b := v.(*staticBuild)
 	b.once.Do(func() {
+		// The unprivileged child gets what its root parent built.
+		for _, kv := range strings.Split(os.Getenv(staticEnv), ";") {
+			if p, path, ok := strings.Cut(kv, "="); ok && p == pkg {
+				b.path = path
+				return
+			}
+		}
 		dir, err := os.MkdirTemp("", "mesolite-static-")
 		if err != nil {
 			b.err = err
@@ -336,6 +426,10 @@ func StaticBinary(t testing.TB, pkg string) string {
 	return b.path
 }
 
+// staticEnv passes the static binaries a parent built to its child:
+// "pkg=path;pkg=path".
+const staticEnv = "MESOLITE_TEST_STATIC"
+
 // ChildEnv marks a test process run as the unprivileged user.
 const ChildEnv = "MESOLITE_NETPLANE_CHILD"
 
@@ -345,9 +439,16 @@ func IsChild() bool { return os.Getenv(ChildEnv) == "1" }
 // RunAsUser runs the named test of this test binary again as CIUser (a
 // member of the docker group, not root), with env added, and fails t with
 // the child's output if it fails. The parent, root, keeps what needs root
-// (the guard). Under CI=true a missing user is a failure.
-func RunAsUser(t *testing.T, testName string, env ...string) {
+// (the guard) and builds what the child needs (the static binaries of
+// prebuild, the client image). Under CI=true a missing user is a failure.
+func RunAsUser(t *testing.T, testName string, prebuild []string, env ...string) {
 	t.Helper()
+	var static []string
+	for _, pkg := range prebuild {
+		static = append(static, pkg+"="+StaticBinary(t, pkg))
+	}
+	ClientImage(t, Docker(t), "netplane")
+	static = append(static, "github.com/mesolite/mesolite/testdata/testapp="+StaticBinary(t, "github.com/mesolite/mesolite/testdata/testapp"))
 	u, err := user.Lookup(CIUser)
 	if err != nil {
 		Missing(t, "user %s is missing (.ci/run creates it: useradd -G docker %s): %v", CIUser, CIUser, err)
@@ -380,13 +481,16 @@ func RunAsUser(t *testing.T, testName string, env ...string) {
 		t.Fatal(err)
 	}
 	home := filepath.Join(dir, "home")
-	if err := os.Mkdir(home, 0o777); err != nil {
+	if err := os.Mkdir(home, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(home, atoi(u.Uid), atoi(u.Gid)); err != nil {
 		t.Fatal(err)
 	}
 	args := []string{"--reuid=" + u.Uid, "--regid=" + u.Gid, "--init-groups", "--", bin, "-test.run", "^" + testName + "$", "-test.count=1", "-test.v"}
 	cmd := exec.Command("setpriv", args...)
 	cmd.Dir = home
-	cmd.Env = append(os.Environ(), ChildEnv+"=1", "HOME="+home, "TMPDIR="+home)
+	cmd.Env = append(os.Environ(), ChildEnv+"=1", "HOME="+home, "TMPDIR="+home, staticEnv+"="+strings.Join(static, ";"))
 	cmd.Env = append(cmd.Env, env...)
 	out, err := cmd.CombinedOutput()
 	t.Logf("as %s (uid %s, groups %v):\n%s", CIUser, u.Uid, gids, out)
@@ -396,4 +500,12 @@ func RunAsUser(t *testing.T, testName string, env ...string) {
 	if !strings.Contains(string(out), "--- PASS: "+testName) {
 		t.Fatalf("the test as %s did not pass (skipped?)", CIUser)
 	}
+}
+
+func atoi(s string) int {
+	n := 0
+	for _, r := range s {
+		n = n*10 + int(r-'0')
+	}
+	return n
 }
