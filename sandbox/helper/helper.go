@@ -149,7 +149,7 @@ func CheckStatic(path string) error {
 	if err != nil {
 		return fmt.Errorf("read helper binary %s: %w", path, err)
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // only read
 	for _, p := range f.Progs {
 		if p.Type == elf.PT_INTERP {
 			return fmt.Errorf("helper binary %s: %w: build it with CGO_ENABLED=0 (make build does)", path, ErrDynamicBinary)

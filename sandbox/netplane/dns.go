@@ -190,7 +190,7 @@ func (s *DNSServer) startLocked(addr netip.AddrPort) error {
 	}
 	l, err := net.Listen("tcp4", addr.String())
 	if err != nil {
-		pc.Close()
+		_ = pc.Close() // unused: the error changes nothing
 		return fmt.Errorf("dns: listen on tcp %s: %w", addr, err)
 	}
 	s.udp = &dns.Server{PacketConn: pc, Handler: s}

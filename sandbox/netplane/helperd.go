@@ -180,7 +180,7 @@ func writeFileAtomic(path string, v any) error {
 	if err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
-	defer os.Remove(f.Name()) // after the rename: nothing there
+	defer func() { _ = os.Remove(f.Name()) }() // after the rename there is nothing to remove
 	if _, err := f.Write(b); err != nil {
 		f.Close()
 		return fmt.Errorf("write %s: %w", path, err)

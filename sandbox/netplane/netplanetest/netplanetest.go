@@ -76,7 +76,7 @@ func Docker(t testing.TB) *client.Client {
 	if err != nil {
 		Missing(t, "docker daemon does not answer: %v", err)
 	}
-	t.Cleanup(func() { c.Close() })
+	t.Cleanup(func() { _ = c.Close() }) // the test is over
 	return c
 }
 
@@ -150,7 +150,7 @@ func RemoveClientImage() {
 	if err != nil {
 		return
 	}
-	defer c.Close()
+	defer func() { _ = c.Close() }() // done with it
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	_, _ = c.ImageRemove(ctx, imageRef, image.RemoveOptions{Force: true})
