@@ -64,6 +64,9 @@ type Config struct {
 	// UsageInterval is how often the volumes' use is measured (default
 	// 30 s).
 	UsageInterval time.Duration
+	// Network connects the agent to its network data plane (VIPs, DNS);
+	// the zero value is networking off.
+	Network NetworkConfig
 	// Failpoint, when set, is called right after every side effect (a
 	// record written or deleted, a volume made or destroyed) and around
 	// every Docker call that changes something, with the point's name. The
@@ -143,6 +146,8 @@ type Agent struct {
 	usage          usage
 	publishPending bool // a deferred publish is due (publishSoon)
 
+	netFields
+
 	// launchSlots holds one token per launch talking to Docker (see
 	// maxParallelLaunches); workers take and return them.
 	launchSlots chan struct{}
@@ -175,6 +180,8 @@ func New(cfg Config, st *store.Store, newRuntime func(sandbox.Layout) (Runtime, 
 		taskIndex:      taskIndex{},
 		launchSlots:    make(chan struct{}, maxParallelLaunches),
 	}
+	a.netKick = make(chan struct{}, 1)
+	a.opts.CheckVIPs = a.checkVIPs
 	if err := a.restore(); err != nil {
 		return nil, err
 	}
@@ -360,7 +367,8 @@ func (a *Agent) Run(ctx context.Context) error {
 		return errors.New("agent is already running")
 	}
 	a.ctx = ctx
-	a.workers.Add(3)
+	a.workers.Add(4)
+	go func() { defer a.workers.Done(); a.runNetwork(ctx) }()
 	go func() { defer a.workers.Done(); a.watchEvents(ctx) }()
 	go func() { defer a.workers.Done(); a.tickReconcile(ctx) }()
 	go func() { defer a.workers.Done(); a.tickUsage(ctx) }()

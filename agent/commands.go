@@ -39,6 +39,9 @@ func (a *Agent) CreateApp(ctx context.Context, body []byte) (*AppView, Deploymen
 			}
 			return created{}, errorf(ErrConflict, "An app with id [%s] already exists.", spec.ID)
 		}
+		if err := a.vipClash(spec); err != nil {
+			return created{}, err
+		}
 		ap, err := a.addApp(spec, doc)
 		if err != nil {
 			return created{}, err

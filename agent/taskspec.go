@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"path"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -62,6 +63,7 @@ func (a *Agent) taskSpec(ap *app, inst *instance, t *Task) (*sandbox.TaskSpec, e
 
 	ports, env := a.portsAndEnv(ap, inst, t, ts.SandboxPath())
 	ts.Ports = ports
+	ts.DNS = slices.Clone(a.cfg.Network.TaskDNS)
 	ts.Env = env
 	switch spec.NetworkMode() {
 	case marathon.NetworkHost:

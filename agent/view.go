@@ -214,6 +214,7 @@ func (a *Agent) publish() {
 		s.Deployments = append(s.Deployments, d.view())
 	}
 	a.snap.Store(s)
+	a.kickNetwork()
 }
 
 // queueItem is an app's entry in the launch queue: its instances (oldest

@@ -46,6 +46,10 @@ type TaskSpec struct {
 
 	NetworkMode string // "bridge", "host" or the name of a network
 	Ports       []PortBinding
+	// DNS are the nameservers the task resolves names with (mesolite's
+	// DNS server when the network data plane is on); nil keeps the
+	// runtime's default.
+	DNS []string
 
 	CPUShares   int64
 	CPUQuota    int64 // microseconds per 100ms period; 0 = no quota

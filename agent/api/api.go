@@ -208,6 +208,8 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request, p string) {
 		only(w, r, "GET", s.status)
 	case p == "/metrics" && s.cfg.Metrics != nil:
 		only(w, r, "GET", s.cfg.Metrics.Handler().ServeHTTP)
+	case p == "/mesolite/v1/vips":
+		only(w, r, "GET", s.vips)
 	default:
 		writeJSON(w, http.StatusNotFound, msg("URI not found: "+p))
 	}
@@ -347,9 +349,12 @@ func (s *Server) showApp(w http.ResponseWriter, r *http.Request, id string) {
 		writeJSON(w, http.StatusNotFound, msg(fmt.Sprintf("App '%s' does not exist", canon)))
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"app": renderApp(v, embed{
-		counts: true, deployments: true, tasks: true, lastTaskFailure: true, mesolite: embeds(r.URL.Query())["mesolite"],
-	})})
+	mesolite := embeds(r.URL.Query())["mesolite"]
+	app := renderApp(v, embed{counts: true, deployments: true, tasks: true, lastTaskFailure: true, mesolite: mesolite})
+	if mesolite {
+		s.addVIPs(app, canon)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"app": app})
 }
 
 func (s *Server) createApp(w http.ResponseWriter, r *http.Request) {
@@ -766,6 +771,7 @@ func (s *Server) status(w http.ResponseWriter, _ *http.Request) {
 		"unreadableRecords": snap.Unreadable, "apps": len(snap.Apps), "tasks": len(snap.Tasks),
 		"resources": map[string]any{"cpus": cfg.Cpus, "mem": cfg.MemMiB, "disk": cfg.DiskMiB, "ports": fmt.Sprintf("%d-%d", cfg.PortMin, cfg.PortMax)},
 		"reserved":  reservedOf(snap),
+		"network":   renderNetwork(s.a.Network()),
 	})
 }
 

@@ -391,6 +391,34 @@ func (a *App) Image() string {
 	return a.Container.Docker.Image
 }
 
+// PortLabels is one port of an app with its labels and its path in the
+// app JSON.
+type PortLabels struct {
+	Path     string // "/container/portMappings(0)" or "/portDefinitions(0)"
+	Protocol string
+	Name     string
+	// ContainerPort is the port inside the container; 0 with host
+	// networking, where the task's host port is the port.
+	ContainerPort int
+	Labels        map[string]string
+}
+
+// LabelledPorts returns the app's ports with their labels: its portDefinitions
+// with host networking, its container.portMappings otherwise.
+func (a *App) LabelledPorts() []PortLabels {
+	var out []PortLabels
+	if a.NetworkMode() == NetworkHost {
+		for i, pd := range a.PortDefinitions {
+			out = append(out, PortLabels{Path: fmt.Sprintf("/portDefinitions(%d)", i), Protocol: pd.Protocol, Name: pd.Name, Labels: pd.Labels})
+		}
+		return out
+	}
+	for i, pm := range a.PortMappings() {
+		out = append(out, PortLabels{Path: fmt.Sprintf("/container/portMappings(%d)", i), Protocol: pm.Protocol, Name: pm.Name, ContainerPort: pm.ContainerPort, Labels: pm.Labels})
+	}
+	return out
+}
+
 // PortMappings returns container.portMappings, or nil.
 func (a *App) PortMappings() []PortMapping {
 	if a.Container == nil {

@@ -34,6 +34,12 @@ type Options struct {
 	// value, or at its key when the error has a method UnknownKey() bool
 	// that reports true. Nil accepts every entry.
 	CheckParameter func(key, value string) error
+	// CheckVIPs checks the VIP labels (VIP_<n>) of an app's ports: their
+	// form, their addresses against the machine's, and clashes with other
+	// apps' VIPs. The agent sets it to its network data plane's checks.
+	// Its details carry paths of the app JSON, such as
+	// /container/portMappings(0)/labels/VIP_0. Nil accepts every label.
+	CheckVIPs func(appID string, ports []PortLabels) []Detail
 }
 
 // unknownKey is how a CheckParameter error says the key is what is wrong.
@@ -216,6 +222,13 @@ func Validate(app *App, opts Options) error {
 	v.container(app, opts)
 	v.networks(app)
 	v.ports(app)
+	if opts.CheckVIPs != nil {
+		for _, d := range opts.CheckVIPs(app.ID, app.LabelledPorts()) {
+			for _, e := range d.Errors {
+				v.add(d.Path, "%s", e)
+			}
+		}
+	}
 	v.healthChecks(app)
 	v.residency(app)
 	if len(app.IPAddress) > 0 {

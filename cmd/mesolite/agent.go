@@ -214,6 +214,14 @@ func serveAgent(cfg fileConfig, log zerolog.Logger) error {
 		Version:           ver, Logger: log,
 		Metrics: metrics.New(ver),
 	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	nc, plane := openNetwork(ctx, cfg, log)
+	acfg.Network = nc
+	if plane != nil {
+		defer plane.Close() // the DNS server of kernel mode; the rules stay
+		go plane.Watch(ctx)
+	}
 	if fp := os.Getenv("MESOLITE_FAILPOINT"); fp != "" {
 		f, err := failpointKiller(fp, log)
 		if err != nil {
@@ -257,8 +265,6 @@ func serveAgent(cfg fileConfig, log zerolog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w (is another agent or Marathon running there? pass --listen to use another address)", cfg.Listen, err)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 
 	vctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	dv, apiv, verr := rt.Version(vctx)

@@ -124,10 +124,19 @@ var cliCommands = []*cliCommand{
 		help:    "--orphans lists only directories no reservation owns (never deleted automatically)."},
 	{name: "ping", maxArgs: 0, run: ping,
 		summary: "Check that the agent answers."},
+	{name: "vip list", args: "[--json] [APP]", bools: []string{"json"}, maxArgs: 1, run: vipList,
+		summary: "List every VIP (VIP_<n> port labels), its backends and their state.",
+		help:    "Columns: APP LABEL ADDRESS (the VIP's, a named VIP's given one) NAME (a named\nVIP's DNS name) SERVED (yes, or why not) BACKENDS (address and state of each task;\nonly serving ones get connections). --json prints GET /mesolite/v1/vips."},
+	{name: "dns", args: "NAME [A|SRV|ANY]", minArgs: 1, maxArgs: 2, run: dnsLookup,
+		summary: "Ask mesolite's DNS server for NAME, as a task would (default type A).",
+		help:    "Mesos-DNS names (<app>.marathon.mesos, SRV _<app>._tcp.marathon.mesos) and\nDC/OS names (<app>.marathon.containerip.dcos.thisdcos.directory,\n<name>.marathon.l4lb.thisdcos.directory) are mesolite's; other names are\nforwarded to the resolvers tasks would otherwise use."},
+	{name: "network cleanup", args: "[--config agent.toml]", values: []string{"config"}, maxArgs: 0, run: networkCleanup,
+		summary: "Remove mesolite's network rules (the nftables table) and its helper container.",
+		help:    "Run it with the agent stopped: VIPs stop answering at once, established\nconnections through them included. The next agent start puts everything back."},
 }
 
 // groups are the first words that take a sub-command.
-var groups = map[string]bool{"app": true, "group": true, "task": true, "volume": true}
+var groups = map[string]bool{"app": true, "group": true, "task": true, "volume": true, "vip": true, "network": true}
 
 // usageError is a malformed command line: exit 2 with the usage line.
 type usageError struct {
@@ -149,7 +158,7 @@ type token struct {
 }
 
 // valueOptions take a value, as "--name VALUE" or "--name=VALUE".
-var valueOptions = map[string]bool{"lines": true, "type": true}
+var valueOptions = map[string]bool{"lines": true, "type": true, "config": true}
 
 func (c *cli) run(ctx context.Context, args []string) int {
 	var (

@@ -36,6 +36,7 @@ type fileConfig struct {
 	Recovery  recoveryConfig  `toml:"recovery"`
 	Security  securityConfig  `toml:"security"`
 	Fetcher   fetcherConfig   `toml:"fetcher"`
+	Network   networkConfig   `toml:"network"`
 }
 
 // fetcherConfig is [fetcher]: the cache and the limits of each URI.
@@ -134,6 +135,7 @@ func defaultFileConfig() fileConfig {
 			MaxSize:   byteSize{fetch.DefaultMaxSize},
 			Timeout:   duration{fetch.DefaultTimeout},
 		},
+		Network: defaultNetworkConfig(),
 	}
 }
 
@@ -234,6 +236,7 @@ func (c *fileConfig) validate() error {
 	default:
 		add("log_format %q: want auto, console or json", c.LogFormat)
 	}
+	errs = append(errs, c.Network.validate()...)
 	if len(errs) > 0 {
 		return errors.New("invalid configuration:\n  " + strings.Join(errs, "\n  "))
 	}

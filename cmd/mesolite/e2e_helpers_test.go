@@ -45,8 +45,17 @@ func mesoliteBinary(t *testing.T) string {
 			buildErr = err
 			return
 		}
+		// Readable by every user, and static as make build makes it: the
+		// network tests run the agent as an unprivileged user, whose helper
+		// container is made of this binary alone.
+		if err := os.Chmod(dir, 0o755); err != nil {
+			buildErr = err
+			return
+		}
 		binPath = filepath.Join(dir, "mesolite")
-		out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
+		cmd := exec.Command("go", "build", "-o", binPath, ".")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		out, err := cmd.CombinedOutput()
 		if err != nil {
 			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
 		}
@@ -100,6 +109,7 @@ type agentProc struct {
 	config  string
 	logPath string
 	env     []string
+	wrap    []string // runs the agent through this (setpriv as another user)
 	cmd     *exec.Cmd
 	done    chan error
 	agentID string
@@ -119,16 +129,41 @@ reconcile_interval = "2s"
 orphan_grace = "2s"
 `
 
+// e2eNetworkOff keeps the agents of the tests that are not about
+// networking off it: agents running side by side must not share the
+// nftables table and the DNS port of the default configuration.
+const e2eNetworkOff = "[network]\nmode = \"off\"\n"
+
 // startAgent starts an agent on a fresh work directory and a free port.
 func startAgent(t *testing.T) *agentProc {
+	t.Helper()
+	return startAgentAs(t, e2eNetworkOff, nil)
+}
+
+// startAgentAs starts an agent with extra configuration (a [network]
+// section), run through wrap when given (setpriv, as an unprivileged user:
+// the directories are then given to that user).
+func startAgentAs(t *testing.T, extra string, wrap *agentUser) *agentProc {
 	t.Helper()
 	p := &agentProc{t: t, bin: mesoliteBinary(t), workDir: t.TempDir()}
 	dir := t.TempDir()
 	// A port range of its own per test, so parallel runs do not collide.
 	lo := 32000 + int(time.Now().UnixNano()%200)*100
 	p.config = filepath.Join(dir, "agent.toml")
-	if err := os.WriteFile(p.config, []byte(fmt.Sprintf(e2eConfig, lo, lo+99)), 0o644); err != nil {
+	if err := os.WriteFile(p.config, []byte(fmt.Sprintf(e2eConfig, lo, lo+99)+extra), 0o644); err != nil {
 		t.Fatal(err)
+	}
+	if wrap != nil {
+		p.wrap = wrap.setpriv()
+		for _, d := range []string{p.workDir, dir} {
+			if err := os.Chown(d, wrap.uid, wrap.gid); err != nil {
+				t.Fatal(err)
+			}
+			// The test's temporary directory above it is root's, 0700.
+			if err := os.Chmod(filepath.Dir(d), 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
 	}
 	p.logPath = filepath.Join(dir, "agent.log")
 	p.addr = freeAddr(t)
@@ -166,7 +201,8 @@ func (p *agentProc) start() {
 	if err != nil {
 		p.t.Fatal(err)
 	}
-	p.cmd = exec.Command(p.bin, "agent", "--config", p.config, "--work-dir", p.workDir, "--listen", p.addr)
+	args := append(append([]string{}, p.wrap...), p.bin, "agent", "--config", p.config, "--work-dir", p.workDir, "--listen", p.addr)
+	p.cmd = exec.Command(args[0], args[1:]...)
 	p.cmd.Stdout, p.cmd.Stderr = logf, logf
 	p.cmd.Env = append(os.Environ(), p.env...)
 	if err := p.cmd.Start(); err != nil {

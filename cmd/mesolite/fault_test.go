@@ -362,7 +362,7 @@ func startAgentWith(t *testing.T, lo, n int, extra string, env []string) *agentP
 	dir := t.TempDir()
 	p := &agentProc{t: t, bin: mesoliteBinary(t), workDir: t.TempDir(), env: env}
 	p.config = filepath.Join(dir, "agent.toml")
-	if err := os.WriteFile(p.config, []byte(extra+fmt.Sprintf(e2eConfig, lo, lo+n-1)), 0o644); err != nil {
+	if err := os.WriteFile(p.config, []byte(extra+fmt.Sprintf(e2eConfig, lo, lo+n-1)+e2eNetworkOff), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	p.logPath = filepath.Join(dir, "agent.log")

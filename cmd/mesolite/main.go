@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/mesolite/mesolite/sandbox/netplane"
 	"github.com/mesolite/mesolite/sandbox/taskinit"
 )
 
@@ -41,6 +42,9 @@ usage:
   mesolite task log [--follow] [--stderr] [--lines N] TASK
   mesolite events [--type TYPE ...]
   mesolite volume list [--orphans] [--json]
+  mesolite vip list [--json] [APP]
+  mesolite dns NAME [A|SRV]
+  mesolite network cleanup [--config agent.toml]
   mesolite ping
   mesolite version
   mesolite completion bash|zsh
@@ -68,6 +72,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "agent":
 		return runAgent(args[1:], stderr)
+	case netplane.HelperCommand:
+		return runNetplaneHelper(args[1:], stdin, stdout, stderr)
 	case "version", "--version":
 		return runVersion(args[1:], stdout, stderr)
 	case "completion":

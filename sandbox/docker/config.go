@@ -42,6 +42,7 @@ func dockerConfig(s *sandbox.TaskSpec, agentID string) (*container.Config, *cont
 			Config: map[string]string{"max-size": "10m", "max-file": "3"},
 		},
 		RestartPolicy: container.RestartPolicy{Name: container.RestartPolicyDisabled},
+		DNS:           s.DNS,
 		Resources: container.Resources{
 			CPUShares:  s.CPUShares,
 			Memory:     s.MemoryBytes,

@@ -418,24 +418,4 @@ func TestKernelDNS(t *testing.T) {
 	}
 }
 
-// fakeUpstream is a resolver of the test's own: every A question gets
-// 192.0.2.99. No question leaves the machine.
-func fakeUpstream(t *testing.T, at netip.AddrPort) netip.AddrPort {
-	t.Helper()
-	pc, err := net.ListenPacket("udp4", at.String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
-		m := new(dns.Msg)
-		m.SetReply(r)
-		if r.Question[0].Qtype == dns.TypeA {
-			rr, _ := dns.NewRR(r.Question[0].Name + " 5 IN A 192.0.2.99")
-			m.Answer = append(m.Answer, rr)
-		}
-		_ = w.WriteMsg(m)
-	})}
-	go func() { _ = srv.ActivateAndServe() }()
-	t.Cleanup(func() { _ = srv.Shutdown() })
-	return netip.MustParseAddrPort(pc.LocalAddr().String())
-}
+func fakeUpstream(t *testing.T, at netip.AddrPort) netip.AddrPort { return netplanetest.FakeUpstream(t, at) }

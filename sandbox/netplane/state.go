@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"reflect"
 	"slices"
 )
 
@@ -214,6 +215,14 @@ const (
 	TypeA   = "A"
 	TypeSRV = "SRV"
 )
+
+// Same reports whether two states are the same in everything Apply puts
+// in place: the rules, the hairpin bridges and DNS.
+func Same(a, b State) bool {
+	a.Normalize()
+	b.Normalize()
+	return Equal(a, b) && slices.Equal(a.Hairpin, b.Hairpin) && reflect.DeepEqual(a.DNS, b.DNS)
+}
 
 // Equal reports whether two states have the same rules (DNS aside).
 func Equal(a, b State) bool {

@@ -10,6 +10,8 @@
 //	GET  /env           the environment as a JSON object
 //	GET  /              a page to read and write keys from a browser (page.go)
 //	GET  /hostname      the container's host name (its short id)
+//	POST /unhealthy     from now on /health and /hostname answer 503
+//	POST /healthy       and back to normal
 //
 // With $NO_LISTEN=1 it never listens (a process that is alive but not
 // serving). It prints a line to stdout and one to stderr when it starts,
@@ -41,6 +43,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -70,8 +73,11 @@ func main() {
 	}
 
 	mux := http.NewServeMux()
+	var broken atomic.Bool
+	mux.HandleFunc("POST /unhealthy", func(w http.ResponseWriter, _ *http.Request) { broken.Store(true) })
+	mux.HandleFunc("POST /healthy", func(w http.ResponseWriter, _ *http.Request) { broken.Store(false) })
 	mux.HandleFunc("GET /health", func(w http.ResponseWriter, _ *http.Request) {
-		if os.Getenv("UNHEALTHY") == "1" {
+		if os.Getenv("UNHEALTHY") == "1" || broken.Load() {
 			http.Error(w, "unhealthy", http.StatusServiceUnavailable)
 			return
 		}
@@ -121,6 +127,10 @@ func main() {
 		go func() { time.Sleep(50 * time.Millisecond); os.Exit(code) }()
 	})
 	mux.HandleFunc("GET /hostname", func(w http.ResponseWriter, _ *http.Request) {
+		if broken.Load() {
+			http.Error(w, "unhealthy", http.StatusServiceUnavailable)
+			return
+		}
 		h, _ := os.Hostname()
 		fmt.Fprintln(w, h)
 	})

@@ -12,6 +12,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -30,6 +31,7 @@ import (
 	"github.com/docker/docker/client"
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
+	"github.com/miekg/dns"
 	"golang.org/x/sys/unix"
 )
 
@@ -263,6 +265,7 @@ type Container struct {
 type RunOptions struct {
 	Env         []string
 	HostNetwork bool
+	NetworkMode string // e.g. "container:<id>" to share another container's network and resolver
 	DNS         []string
 	Cmd         []string
 	Entrypoint  []string
@@ -283,6 +286,9 @@ func Run(t testing.TB, c *client.Client, name string, o RunOptions) Container {
 	hc := &container.HostConfig{DNS: o.DNS}
 	if o.HostNetwork {
 		hc.NetworkMode = "host"
+	}
+	if o.NetworkMode != "" {
+		hc.NetworkMode = container.NetworkMode(o.NetworkMode)
 	}
 	full := fmt.Sprintf("mesolite-t-%s-%d", name, time.Now().UnixNano()%1e9)
 	r, err := c.ContainerCreate(ctx, cfg, hc, nil, nil, full)
@@ -508,4 +514,27 @@ func atoi(s string) int {
 		n = n*10 + int(r-'0')
 	}
 	return n
+}
+
+// FakeUpstream is a resolver of the test's own at addr (port 0: any):
+// every A question gets 192.0.2.99, so a forwarded name can be told apart
+// and no question leaves the machine. It returns where it listens.
+func FakeUpstream(t testing.TB, at netip.AddrPort) netip.AddrPort {
+	t.Helper()
+	pc, err := net.ListenPacket("udp4", at.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
+		m := new(dns.Msg)
+		m.SetReply(r)
+		if r.Question[0].Qtype == dns.TypeA {
+			rr, _ := dns.NewRR(r.Question[0].Name + " 5 IN A 192.0.2.99")
+			m.Answer = append(m.Answer, rr)
+		}
+		_ = w.WriteMsg(m) // a client that went away
+	})}
+	go func() { _ = srv.ActivateAndServe() }() // returns when Shutdown closes it
+	t.Cleanup(func() { _ = srv.Shutdown() })
+	return netip.MustParseAddrPort(pc.LocalAddr().String())
 }
