@@ -202,6 +202,9 @@ func (a *Agent) AgentID() string { return a.ident.AgentID }
 // FrameworkID is the framework id Marathon would have.
 func (a *Agent) FrameworkID() string { return a.ident.FrameworkID }
 
+// Running reports whether Run has started (and the agent takes commands).
+func (a *Agent) Running() bool { return a.running.Load() }
+
 // WorkDir is the agent's work directory.
 func (a *Agent) WorkDir() string { return a.layout.WorkDir }
 

@@ -111,6 +111,24 @@ step mesolite marathon task list
 until_ok psql_ok
 step psql -h 127.0.0.1 -p "$(task_field ports)" -U postgres -c "SELECT * FROM tutorial ORDER BY id"
 
+network_on() { curl -sf "$MESOLITE_URL/mesolite/v1/status" | grep -q '"mode":"\(kernel\|helper\)"'; }
+client_read() { "$bin" task log psql-client | grep -q 'still here after start'; }
+if network_on; then
+  echo
+  echo "# Connect a second app through the VIP (VIP_0 5.4.3.2:5432 of the app definition)"
+  step mesolite marathon app add testdata/psql-client.marathon.json
+  until_ok client_read
+  step mesolite vip list
+  step mesolite task log --lines 6 psql-client
+  step psql -h 5.4.3.2 -U postgres -c "SELECT count(*) FROM tutorial"
+  step mesolite dns postgres.marathon.mesos
+  step mesolite dns _postgres._tcp.marathon.mesos SRV
+  step mesolite marathon app remove psql-client
+else
+  echo
+  echo "# (networking is off here, see mesolite's log: the VIP step is left out)"
+fi
+
 echo
 echo "# Clean up"
 step mesolite marathon app remove postgres

@@ -1,6 +1,7 @@
 package marathon
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -422,4 +423,33 @@ func overlayOn(t *testing.T, body, overlay string) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// TestCheckVIPs: Validate hands the app's ports with their labels and
+// paths to CheckVIPs, and its details become 422 details.
+func TestCheckVIPs(t *testing.T) {
+	var got []PortLabels
+	opts := Options{CheckVIPs: func(appID string, ports []PortLabels) []Detail {
+		got = ports
+		return []Detail{{Path: ports[len(ports)-1].Path + "/labels/VIP_0", Errors: []string{"refused: " + appID}}}
+	}}
+	for _, tc := range []struct{ name, body, path string }{
+		{"bridge", `{"id":"/db","container":{"docker":{"image":"x"},"portMappings":[{"containerPort":5432},{"containerPort":8080,"protocol":"udp","name":"web","labels":{"VIP_0":"5.4.3.2:80"}}]},"networks":[{"mode":"container/bridge"}]}`, "/container/portMappings(1)"},
+		{"host", `{"id":"/db","container":{"docker":{"image":"x"}},"portDefinitions":[{"port":0,"labels":{"VIP_0":"/db:80"}}]}`, "/portDefinitions(0)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, _, err := Parse([]byte(tc.body), opts)
+			var ve *ValidationError
+			if !errors.As(err, &ve) || len(ve.Details) != 1 || ve.Details[0].Path != tc.path+"/labels/VIP_0" || ve.Details[0].Errors[0] != "refused: /db" {
+				t.Fatalf("Parse: %v", err)
+			}
+			last := got[len(got)-1]
+			if last.Path != tc.path || len(last.Labels) != 1 {
+				t.Fatalf("ports handed over: %+v", got)
+			}
+			if tc.name == "bridge" && (last.ContainerPort != 8080 || last.Protocol != "udp" || last.Name != "web") {
+				t.Fatalf("bridge port: %+v", last)
+			}
+		})
+	}
 }

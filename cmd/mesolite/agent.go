@@ -290,10 +290,15 @@ func serveAgent(cfg fileConfig, log zerolog.Logger) error {
 		MaxHeaderBytes:    api.MaxHeaderBytes,
 		ErrorLog:          nil,
 	}
-	srvErr := make(chan error, 1)
-	go func() { srvErr <- srv.Serve(ln) }()
 	runErr := make(chan error, 1)
 	go func() { runErr <- a.Run(ctx) }()
+	// Serve once Run has started: a request that came first would be
+	// refused as "the agent is not running".
+	for i := 0; i < 2000 && !a.Running(); i++ {
+		time.Sleep(time.Millisecond)
+	}
+	srvErr := make(chan error, 1)
+	go func() { srvErr <- srv.Serve(ln) }()
 
 	select {
 	case <-ctx.Done():

@@ -100,7 +100,7 @@ func TestDefaultWorkDir(t *testing.T) {
 func TestAgentRefusesUnsafeStart(t *testing.T) {
 	bin := mesoliteBinary(t)
 	work := t.TempDir()
-	cfg := writeConfig(t, "log_format = \"json\"\n")
+	cfg := writeConfig(t, "log_format = \"json\"\n"+e2eNetworkOff)
 
 	out, err := exec.Command(bin, "agent", "--config", cfg, "--work-dir", work, "--listen", "0.0.0.0:0").CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "no [security] token") {

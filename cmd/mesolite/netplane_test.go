@@ -390,6 +390,15 @@ func TestE2ENetworkPostgres(t *testing.T) {
 		if out, code := netplanetest.Exec(t, dc, client.ID, "psql -h 5.4.3.2 -U postgres -c 'SELECT 1'"); code == 0 || !strings.Contains(out, "Connection refused") {
 			t.Fatalf("from the client to the stopped app's VIP: %q (exit %d)", out, code)
 		}
+		// app show says why.
+		var shown struct {
+			App struct {
+				VIPs []vipJSON `json:"vips"`
+			} `json:"app"`
+		}
+		if err := e.p.getJSON("/v2/apps/postgres?embed=mesolite", &shown); err != nil || len(shown.App.VIPs) != 2 || !strings.Contains(shown.App.VIPs[0].Reason, "no backend") {
+			t.Fatalf("app show of the stopped app: %+v, %v; want its VIPs saying they have no backend", shown.App.VIPs, err)
+		}
 		// app start: the same rows, through the VIP.
 		e.p.waitDeployments(60 * time.Second)
 		e.p.mustCLI("app", "start", "postgres")
