@@ -418,4 +418,6 @@ func TestKernelDNS(t *testing.T) {
 	}
 }
 
-func fakeUpstream(t *testing.T, at netip.AddrPort) netip.AddrPort { return netplanetest.FakeUpstream(t, at) }
+func fakeUpstream(t *testing.T, at netip.AddrPort) netip.AddrPort {
+	return netplanetest.FakeUpstream(t, at)
+}
