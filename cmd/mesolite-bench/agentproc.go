@@ -53,7 +53,7 @@ func newAgentProc(root, bin, name string, portMin, portMax int) (*agentProc, err
 		return nil, err
 	}
 	cfg := filepath.Join(root, name+".toml")
-	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(agentConfig, portMin, portMax)), 0o644); err != nil {
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(agentConfig, portMin, portMax)+agentNetwork), 0o644); err != nil {
 		return nil, err
 	}
 	port, err := freePort()

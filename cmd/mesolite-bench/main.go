@@ -26,6 +26,8 @@ import (
 	"time"
 
 	"github.com/docker/docker/client"
+
+	"github.com/mesolite/mesolite/sandbox/netplane"
 )
 
 // params are the sizes and repetitions of one run.
@@ -146,6 +148,7 @@ func run() int {
 	}
 	b.rep.MaxTasks = b.p.maxTasks
 	defer b.cleanup()
+	b.setAgentNetwork()
 	b.settings()
 
 	want := func(name string) bool {
@@ -300,6 +303,11 @@ func (b *bench) cleanup() {
 			fmt.Fprintf(os.Stderr, "mesolite-bench: remove containers of agent %s: %v\n", id, err)
 		}
 		removed += n
+	}
+	if strings.Contains(agentNetwork, benchTable) {
+		if err := netplane.NewKernel(benchTable).Remove(); err != nil {
+			fmt.Fprintf(os.Stderr, "mesolite-bench: remove the network table %s: %v\n", benchTable, err)
+		}
 	}
 	n, err := removeLabelled(ctx, b.dc, benchLabel, b.base.run)
 	if err != nil {

@@ -41,6 +41,7 @@ func (b *bench) realBenchmarks() error {
 	b.try("command app launch", func() error { return b.commandLaunch(p, es) })
 	b.try("stop and start", func() error { return b.stopStart(p, es) })
 	b.try("scaling, restart, health checks and memory", func() error { return b.scaleRestartHealth(p, &es) })
+	b.try("VIPs", func() error { return b.vipBench(p) })
 	return nil
 }
 

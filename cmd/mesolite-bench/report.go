@@ -45,6 +45,8 @@ func (t *Target) met(v float64) bool {
 	switch t.Op {
 	case "<=":
 		return v <= t.Value
+	case ">=":
+		return v >= t.Value
 	case "==":
 		return v == t.Value
 	}
@@ -191,6 +193,8 @@ var sections = []struct{ key, title, intro string }{
 		"In-process agent over the fake runtime with 1,000 tasks (100 apps × 10 instances, resident, each with a volume and a port), served by the real API handler on a loopback HTTP server. Latency: sequential requests. Throughput: 4 concurrent clients. `POST /v2/apps` creates new 1-instance apps (so the task count grows past 1,000 as it runs) and includes the durable writes of the app, version, deployment and instance records. Events: 100 `/v2/events` subscribers over HTTP; latency from `Publish` until a subscriber has read the event."},
 	{"scale", "7. Scaling",
 		"One app (persistent volume, port, an HTTP health check every second) scaled 1 → 10 → N with `PUT instances`; time from the request until every new task is `TASK_RUNNING`, per new instance. Reconcile work: in-process agent over the fake runtime, N tasks each with a TCP health check every second against a local listener; the agent's CPU per health result, at three sizes. The agent's CPU without tasks is measured first and taken off. Work per result that stays flat as N grows means the loop's work follows the changes, not the number of tasks; so does the time of one change (a task killed and relaunched) among N tasks."},
+	{"vip", "8. VIPs",
+		"From the host, a VIP of one instance of the test app (its rule in the kernel, in the benchmark's own table, checked first; the benchmark's addresses are guarded like the tests') against the container's own address, alternately: TCP connection set-up (connect until established), a GET on an established keep-alive connection, a 256 MiB GET. The translation happens once per connection (nftables DNAT, then conntrack), so only set-up can cost anything. Then three instances behind a VIP with an HTTP check every second: one is made unhealthy (its /health answers 503) at a varying point of the check interval, and the time until it is out of the VIP's rules is taken (polling the agent's view and the kernel's rules every 5 ms)."},
 }
 
 // markdown renders BENCHMARKS.md.

@@ -32,8 +32,8 @@ import (
 //	  }
 //	  chain prerouting  { type nat hook prerouting priority -110; jump services }   # bridge and other containers
 //	  chain output      { type nat hook output priority -110; jump services }       # the host and host-network containers
-//	  chain postrouting { type nat hook postrouting priority 90;                     # hairpin: the backend replies through us
-//	    oifname != "lo" ct original ip daddr 5.4.3.2 masquerade … }
+//	  chain postrouting { type nat hook postrouting priority 90;                     # hairpin: a backend reaching itself
+//	    ip saddr 172.17.0.2 ip daddr 172.17.0.2 masquerade … }
 //	  chain refuse      { ip daddr 5.4.3.2 meta l4proto tcp reject with tcp reset; ip daddr 5.4.3.2 reject … }
 //	  chain refuse_out  { type filter hook output priority -10; jump refuse }
 //	  chain refuse_fwd  { type filter hook forward priority -10; jump refuse }
@@ -46,10 +46,12 @@ import (
 // backends has no rule in services; its packets reach the refuse chain in
 // forward or output and are answered at once (TCP reset, ICMP port
 // unreachable), as is every other port of a VIP address and the named-VIP
-// range: nothing addressed to a VIP leaves the machine. Masquerading
-// connections to VIPs and forwards lets a container reach a backend on its
-// own bridge (or itself) through a VIP: the backend replies to the bridge's
-// gateway, through conntrack, not straight to the client.
+// range: nothing addressed to a VIP leaves the machine. A backend that
+// reaches itself through a VIP is masqueraded (it must see another source
+// than its own address), and answers through conntrack. A client on the
+// backend's own bridge needs nothing more where bridged packets go through
+// conntrack (br_netfilter, which Docker loads); elsewhere every translated
+// connection is masqueraded. The host's own connections are not.
 const (
 	chainServices    = "services"
 	chainPrerouting  = "prerouting"
@@ -232,14 +234,42 @@ func (k *Kernel) fill(c *nftables.Conn, t *nftables.Table, s State) error {
 		)
 		c.AddRule(&nftables.Rule{Table: t, Chain: services, Exprs: exprs, UserData: comment(commentForward + f.Key().String() + " -> " + f.To.String())})
 	}
-	for _, a := range sortedAddrs(masq) {
-		c.AddRule(&nftables.Rule{Table: t, Chain: post, UserData: comment(commentMasquerade + a.String()), Exprs: []expr.Any{
-			&expr.Meta{Key: expr.MetaKeyOIFNAME, Register: regAddr},
-			&expr.Cmp{Op: expr.CmpOpNeq, Register: regAddr, Data: ifname("lo")},
-			&expr.Ct{Key: expr.CtKeyDST, Register: regAddr, Direction: 0},
+	// A backend reaching itself through a VIP (or a forward) must see
+	// another source than its own address.
+	self := map[netip.Addr]bool{}
+	for _, v := range s.VIPs {
+		for _, b := range v.Backends {
+			self[b.Addr] = true
+		}
+	}
+	for _, f := range s.Forwards {
+		if f.To.Addr != f.Addr {
+			self[f.To.Addr] = true
+		}
+	}
+	for _, a := range sortedAddrs(self) {
+		c.AddRule(&nftables.Rule{Table: t, Chain: post, UserData: comment(commentMasquerade + "hairpin " + a.String()), Exprs: []expr.Any{
+			&expr.Payload{DestRegister: regAddr, Base: expr.PayloadBaseNetworkHeader, Offset: 12, Len: 4},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: regAddr, Data: a.AsSlice()},
+			&expr.Payload{DestRegister: regAddr, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4},
 			&expr.Cmp{Op: expr.CmpOpEq, Register: regAddr, Data: a.AsSlice()},
 			&expr.Masq{},
 		}})
+	}
+	// Without br_netfilter's conntrack on bridged packets, a backend would
+	// answer a client on its own bridge straight, past the translation:
+	// then every translated connection leaving through an interface is
+	// masqueraded, so the answer comes back through the host.
+	if !bridgeConntrack() {
+		for _, a := range sortedAddrs(masq) {
+			c.AddRule(&nftables.Rule{Table: t, Chain: post, UserData: comment(commentMasquerade + a.String()), Exprs: []expr.Any{
+				&expr.Meta{Key: expr.MetaKeyOIFNAME, Register: regAddr},
+				&expr.Cmp{Op: expr.CmpOpNeq, Register: regAddr, Data: ifname("lo")},
+				&expr.Ct{Key: expr.CtKeyDST, Register: regAddr, Direction: 0},
+				&expr.Cmp{Op: expr.CmpOpEq, Register: regAddr, Data: a.AsSlice()},
+				&expr.Masq{},
+			}})
+		}
 	}
 	for _, p := range s.Refuse {
 		c.AddRule(&nftables.Rule{Table: t, Chain: refuse, UserData: comment(commentRefuse + p.String() + " tcp"), Exprs: append(matchPrefix(p),
@@ -252,6 +282,15 @@ func (k *Kernel) fill(c *nftables.Conn, t *nftables.Table, s State) error {
 		)})
 	}
 	return nil
+}
+
+// bridgeConntrack reports whether bridged packets go through conntrack
+// (br_netfilter loaded and net.bridge.bridge-nf-call-iptables = 1, as
+// Docker sets it up): then a backend's answer to a client on its own
+// bridge is translated back on the bridge itself.
+func bridgeConntrack() bool {
+	b, err := os.ReadFile("/proc/sys/net/bridge/bridge-nf-call-iptables")
+	return err == nil && strings.TrimSpace(string(b)) == "1"
 }
 
 // backendMap names the map of a VIP's backends.

@@ -10,6 +10,7 @@
 //	GET  /env           the environment as a JSON object
 //	GET  /              a page to read and write keys from a browser (page.go)
 //	GET  /hostname      the container's host name (its short id)
+//	GET  /bytes?n=N     N zero bytes (a bulk transfer)
 //	POST /unhealthy     from now on /health and /hostname answer 503
 //	POST /healthy       and back to normal
 //
@@ -133,6 +134,22 @@ func main() {
 		}
 		h, _ := os.Hostname()
 		fmt.Fprintln(w, h)
+	})
+	mux.HandleFunc("GET /bytes", func(w http.ResponseWriter, r *http.Request) {
+		n, err := strconv.ParseInt(r.URL.Query().Get("n"), 10, 64)
+		if err != nil || n < 0 {
+			http.Error(w, "n must be a number of bytes", http.StatusBadRequest)
+			return
+		}
+		w.Header().Set("Content-Length", strconv.FormatInt(n, 10))
+		buf := make([]byte, 64<<10)
+		for n > 0 {
+			m, err := w.Write(buf[:min(int64(len(buf)), n)])
+			if err != nil {
+				return
+			}
+			n -= int64(m)
+		}
 	})
 	mux.HandleFunc("GET /env", func(w http.ResponseWriter, _ *http.Request) {
 		env := map[string]string{}

@@ -1,7 +1,7 @@
 // Package netplanetest holds what tests of the network data plane share:
 // the traffic guard, real containers from the test image, the static
 // helper binary, and running a test as an unprivileged user of the docker
-// group. Only tests import it.
+// group. Only tests and the benchmark (the guard) import it.
 package netplanetest
 
 import (
@@ -171,9 +171,23 @@ func GuardTable(name string) string { return "mesolite_guard_" + name }
 // test ends. Needs root.
 func Guard(t testing.TB, name string, prefixes ...netip.Prefix) {
 	t.Helper()
+	remove, err := InstallGuard(name, prefixes...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := remove(); err != nil {
+			t.Error(err)
+		}
+	})
+}
+
+// InstallGuard is Guard outside a test (the benchmark): it returns the
+// function that removes the table.
+func InstallGuard(name string, prefixes ...netip.Prefix) (func() error, error) {
 	c, err := nftables.New()
 	if err != nil {
-		t.Fatalf("guard: open netlink: %v", err)
+		return nil, fmt.Errorf("guard: open netlink: %w", err)
 	}
 	table := &nftables.Table{Name: GuardTable(name), Family: nftables.TableFamilyIPv4}
 	c.AddTable(table)
@@ -204,38 +218,50 @@ func Guard(t testing.TB, name string, prefixes ...netip.Prefix) {
 		}
 	}
 	if err := c.Flush(); err != nil {
-		t.Fatalf("guard: install table %s: %v", table.Name, err)
+		return nil, fmt.Errorf("guard: install table %s: %w", table.Name, err)
 	}
-	t.Cleanup(func() {
+	remove := func() error {
 		c, err := nftables.New()
 		if err == nil {
 			c.DelTable(table)
 			err = c.Flush()
 		}
 		if err != nil {
-			t.Errorf("guard: remove table %s: %v", table.Name, err)
+			return fmt.Errorf("guard: remove table %s: %w", table.Name, err)
 		}
-	})
+		return nil
+	}
 	rules, err := c.GetRules(table, &nftables.Chain{Name: "out", Table: table})
 	if err != nil || len(rules) != len(prefixes) {
-		t.Fatalf("guard: table %s is not in place: %d rules, %v", table.Name, len(rules), err)
+		_ = remove() // the error that matters is that it is not in place
+		return nil, fmt.Errorf("guard: table %s is not in place: %d rules, %v", table.Name, len(rules), err)
 	}
+	return remove, nil
 }
 
 // GuardDrops is how many packets the guard of name dropped: a test that
 // expects every connection to stay inside asserts it is 0.
 func GuardDrops(t testing.TB, name string) uint64 {
 	t.Helper()
+	n, err := ReadGuardDrops(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// ReadGuardDrops is GuardDrops outside a test.
+func ReadGuardDrops(name string) (uint64, error) {
 	c, err := nftables.New()
 	if err != nil {
-		t.Fatalf("guard: open netlink: %v", err)
+		return 0, fmt.Errorf("guard: open netlink: %w", err)
 	}
 	table := &nftables.Table{Name: GuardTable(name), Family: nftables.TableFamilyIPv4}
 	var n uint64
 	for _, ch := range []string{"out", "fwd"} {
 		rules, err := c.GetRules(table, &nftables.Chain{Name: ch, Table: table})
 		if err != nil {
-			t.Fatalf("guard: read table %s: %v", table.Name, err)
+			return 0, fmt.Errorf("guard: read table %s: %w", table.Name, err)
 		}
 		for _, r := range rules {
 			for _, e := range r.Exprs {
@@ -245,7 +271,7 @@ func GuardDrops(t testing.TB, name string) uint64 {
 			}
 		}
 	}
-	return n
+	return n, nil
 }
 
 func ifname(s string) []byte {
