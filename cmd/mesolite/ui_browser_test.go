@@ -535,6 +535,7 @@ func startConfiguredAgent(t *testing.T, tasks, token string) *agentProc {
 	lo := 32000 + int(time.Now().UnixNano()%200)*100
 	p.config = filepath.Join(dir, "agent.toml")
 	cfg := strings.Replace(fmt.Sprintf(e2eConfig, lo, lo+99), "[tasks]\n", "[tasks]\n"+tasks+"\n", 1)
+	cfg += e2eNetworkOff
 	if token != "" {
 		cfg += fmt.Sprintf("[security]\ntoken = %q\n", token)
 	}
