@@ -181,6 +181,9 @@ func New(cfg Config, st *store.Store, newRuntime func(sandbox.Layout) (Runtime, 
 		launchSlots:    make(chan struct{}, maxParallelLaunches),
 	}
 	a.netKick = make(chan struct{}, 1)
+	if f := cfg.Network.InitialFacts; f != nil {
+		a.facts.Store(f)
+	}
 	a.opts.CheckVIPs = a.checkVIPs
 	if err := a.restore(); err != nil {
 		return nil, err

@@ -32,6 +32,9 @@ type NetworkConfig struct {
 	// Facts reads the host's addresses, routes and Docker's bridges, at
 	// start and every reconcile interval. Nil: none known.
 	Facts func(ctx context.Context) (netplane.HostFacts, error)
+	// InitialFacts are the facts known when the agent is made, so that the
+	// first app posted is checked against them (nil: none until Facts).
+	InitialFacts *netplane.HostFacts
 	// AgentAddr is where tasks and the host reach the agent (host-network
 	// backends, forwarded host ports, <app>.marathon.mesos). Zero: the
 	// gateway of Docker's default bridge.

@@ -133,6 +133,9 @@ func openNetwork(ctx context.Context, cfg fileConfig, log zerolog.Logger) (agent
 		Facts:     func(ctx context.Context) (netplane.HostFacts, error) { return netplane.ReadHostFacts(ctx, cli) },
 		AgentAddr: agentAddr, NamedRange: netip.MustParsePrefix(n.NamedVIPRange).Masked(),
 	}
+	if ferr == nil {
+		nc.InitialFacts = &facts
+	}
 	if n.DNS {
 		d := &netplane.DNSConfig{Address: agentAddr, Upstreams: n.DNSUpstream}
 		if n.DNSAddress != "" {
