@@ -91,7 +91,8 @@ func addNotes(r *Report) {
 
 	// 8. VIPs
 	w("A VIP is a destination NAT in the kernel (nftables, round robin over a map of the backends): only a connection's first packet goes through mesolite's rules; the translation then lives in conntrack and every later packet is rewritten there, in both directions. What a connection through a VIP pays is the set-up of that translation (a rule lookup and a conntrack NAT binding on the SYN), and from the host's own shell a new route lookup per packet, since the kernel routes a locally made packet again after its destination was rewritten. The host's connections are not masqueraded, and neither are a bridge client's to a backend on its bridge (br_netfilter translates the answers back on the bridge); only a backend reaching itself is. ")
-	for _, k := range []string{"vip.connect.p50", "vip.connect.p99", "vip.latency.p50", "vip.latency.p99", "vip.throughput.ratio"} {
+	for _, k := range []string{"vip.connect.p50", "vip.connect.p99", "vip.latency.p50", "vip.latency.p99", "vip.throughput.ratio",
+		"vip.c.connect.p50", "vip.c.connect.p99", "vip.c.latency.p50", "vip.c.latency.p99", "vip.c.throughput.ratio"} {
 		if missed(k) {
 			w("**Missed** (%s): the figures are microseconds apart on a machine whose other work moves them by more (compare the spreads of the two sides); the fixed cost of the NAT binding is a few µs against a connection set-up of ≈50 µs. What would close it: translating at the socket instead of the packet (a cgroup connect4 BPF program that rewrites the destination in connect(), as Cilium's socket load balancing does: no NAT and no per-packet work at all), which needs BPF and CAP_BPF. ", k)
 			break

@@ -29,6 +29,9 @@
 //	dial HOST:PORT  a TCP connection; prints "connected" or the error
 //	lookup NAME     the A records of NAME through /etc/resolv.conf
 //	srv NAME        the SRV records of NAME: "target port" per line
+//	timedial HOST:PORT N  N TCP connection set-ups; microseconds each, a line each
+//	timeget URL N   N GETs on one kept-alive connection; microseconds each
+//	pull URL        one GET read to its end; prints MiB/s
 package main
 
 import (
@@ -252,6 +255,10 @@ func shell(args []string) int {
 			c.Close()
 			fmt.Println("connected")
 			code = 0
+		case (f[0] == "timedial" || f[0] == "timeget") && len(f) == 3:
+			code = clientTimed(f[0], f[1], f[2])
+		case f[0] == "pull" && len(f) == 2:
+			code = clientPull(f[1])
 		case f[0] == "lookup" && len(f) == 2:
 			code = clientLookup(f[1], false)
 		case f[0] == "srv" && len(f) == 2:
@@ -320,5 +327,60 @@ func clientLookup(name string, srv bool) int {
 	for _, a := range addrs {
 		fmt.Println(a)
 	}
+	return 0
+}
+
+// clientTimed is "timedial ADDR N" and "timeget URL N": the time of each
+// connection set-up, or of each request on one kept-alive connection, in
+// microseconds, a line each.
+func clientTimed(cmd, target, count string) int {
+	n, _ := strconv.Atoi(count)
+	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 1}}
+	var out strings.Builder
+	for i := 0; i < n; i++ {
+		t0 := time.Now()
+		if cmd == "timedial" {
+			conn, err := net.DialTimeout("tcp", target, 5*time.Second)
+			if err != nil {
+				fmt.Println("error:", err)
+				return 1
+			}
+			d := time.Since(t0)
+			conn.Close()
+			fmt.Fprintln(&out, d.Microseconds())
+			continue
+		}
+		resp, err := c.Get(target)
+		if err != nil {
+			fmt.Println("error:", err)
+			return 1
+		}
+		_, err = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			fmt.Println("error:", err)
+			return 1
+		}
+		fmt.Fprintln(&out, time.Since(t0).Microseconds())
+	}
+	fmt.Print(out.String())
+	return 0
+}
+
+// clientPull is "pull URL": one GET read to its end, in MiB/s.
+func clientPull(url string) int {
+	t0 := time.Now()
+	resp, err := (&http.Client{Timeout: time.Minute}).Get(url)
+	if err != nil {
+		fmt.Println("error:", err)
+		return 1
+	}
+	n, err := io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		fmt.Println("error:", err)
+		return 1
+	}
+	fmt.Printf("%.1f\n", float64(n)/(1<<20)/time.Since(t0).Seconds())
 	return 0
 }
