@@ -6,6 +6,10 @@
 #   DEMO_APP   app definition (default: testdata/postgres-offline.marathon.json;
 #              testdata/postgres.marathon.json when postgres:9.5 is present)
 #   DEMO_PORT  API port of the demo agent (default 18080)
+#
+# The demo agent has networking on with the defaults (the nftables table
+# "mesolite", DNS on Docker's bridge gateway): do not run it beside another
+# agent that has networking on.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -40,6 +44,8 @@ cleanup() {
       until_ok no_deployments || true
     fi
     kill -TERM "$agent_pid"; wait "$agent_pid" 2>/dev/null || true
+    # The demo's network rules (the default table) go with it.
+    "$bin" network cleanup --config /dev/null >/dev/null 2>&1 || true
   fi
   echo
   echo "agent log: $log"
