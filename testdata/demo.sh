@@ -45,7 +45,7 @@ cleanup() {
     fi
     kill -TERM "$agent_pid"; wait "$agent_pid" 2>/dev/null || true
     # The demo's network rules (the default table) go with it.
-    "$bin" network cleanup --config /dev/null >/dev/null 2>&1 || true
+    "$bin" network cleanup >/dev/null 2>&1 || true
   fi
   echo
   echo "agent log: $log"

@@ -130,9 +130,9 @@ var cliCommands = []*cliCommand{
 	{name: "dns", args: "NAME [A|SRV|ANY]", minArgs: 1, maxArgs: 2, run: dnsLookup,
 		summary: "Ask mesolite's DNS server for NAME, as a task would (default type A).",
 		help:    "Mesos-DNS names (<app>.marathon.mesos, SRV _<app>._tcp.marathon.mesos) and\nDC/OS names (<app>.marathon.containerip.dcos.thisdcos.directory,\n<name>.marathon.l4lb.thisdcos.directory) are mesolite's; other names are\nforwarded to the resolvers tasks would otherwise use."},
-	{name: "network cleanup", args: "[--config agent.toml]", values: []string{"config"}, maxArgs: 0, run: networkCleanup,
+	{name: "network cleanup", args: "[--config FILE]", values: []string{"config"}, maxArgs: 0, run: networkCleanup,
 		summary: "Remove mesolite's network rules (the nftables table) and its helper container.",
-		help:    "Run it with the agent stopped: VIPs stop answering at once, established\nconnections through them included. The next agent start puts everything back."},
+		help:    "--config is the agent's configuration (none: the built-in defaults, as for\nmesolite agent). Run it with the agent stopped: VIPs stop answering at once,\nestablished connections through them included. The next agent start puts\neverything back."},
 }
 
 // groups are the first words that take a sub-command.

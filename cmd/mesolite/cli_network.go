@@ -159,11 +159,8 @@ func dnsLookup(ctx context.Context, c *cli, inv *invocation) error {
 // networkCleanup removes the table and the helper of the configured
 // [network] section; it needs the same rights as the agent.
 func networkCleanup(ctx context.Context, c *cli, inv *invocation) error {
-	path, explicit := inv.value("config")
-	if !explicit {
-		path = "agent.toml"
-	}
-	cfg, err := loadConfig(path, explicit)
+	path, _ := inv.value("config") // none: the built-in defaults, as the agent's
+	cfg, err := loadConfig(path)
 	if err != nil {
 		return err
 	}

@@ -159,6 +159,13 @@ func TestInstallWithoutCheckout(t *testing.T) {
 	if !strings.Contains(logBuf.String(), `"stopped"`) && !strings.Contains(logBuf.String(), " stopped") {
 		t.Fatalf("the agent's log does not say it stopped")
 	}
+	// The defaults have networking on: its rules stay after a stop, as the
+	// containers do, until an explicit clean-up.
+	cleanup := exec.Command(bin, "network", "cleanup")
+	cleanup.Env = env
+	if out, err := cleanup.CombinedOutput(); err != nil {
+		t.Errorf("mesolite network cleanup: %v\n%s", err, out)
+	}
 }
 
 // withoutEnv drops the named variables from env.

@@ -44,7 +44,7 @@ usage:
   mesolite volume list [--orphans] [--json]
   mesolite vip list [--json] [APP]
   mesolite dns NAME [A|SRV]
-  mesolite network cleanup [--config agent.toml]
+  mesolite network cleanup [--config FILE]
   mesolite ping
   mesolite version
   mesolite completion bash|zsh
