@@ -12,7 +12,7 @@ import (
 // completionCases are command lines (the cursor at the end) and what the
 // completion offers there.
 var completionCases = []struct{ line, want string }{
-	{"mesolite ", "agent app completion events group help marathon ping task version volume"},
+	{"mesolite ", "agent app completion dns events group help marathon network ping task version vip volume"},
 	{"mesolite ap", "app"},
 	{"mesolite app ", "add list show stop start restart update remove"},
 	{"mesolite marathon task ", "list show kill stop log"},
