@@ -30,6 +30,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -40,6 +41,7 @@ import (
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/client"
 	"github.com/docker/docker/pkg/stdcopy"
+	"github.com/docker/go-connections/nat"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/rs/zerolog"
 )
@@ -107,6 +109,11 @@ type Spec struct {
 	CapAdd []string
 	// Binds are bind mounts, Docker's "src:dst[:opts]".
 	Binds []string
+	// Publish are TCP ports of the container published on PublishIP (on
+	// a host port Docker picks), for an agent that reaches the helper only
+	// through published ports (Docker Desktop, rootless Docker).
+	Publish   []int
+	PublishIP string
 }
 
 // Helper creates, adopts, recreates and removes one helper container.
@@ -306,7 +313,17 @@ func (h *Helper) create(ctx context.Context) (string, error) {
 			LabelBinary: h.digest,
 		},
 	}
+	var bindings nat.PortMap
+	for _, p := range h.spec.Publish {
+		port := nat.Port(strconv.Itoa(p) + "/tcp")
+		if cfg.ExposedPorts == nil {
+			cfg.ExposedPorts, bindings = nat.PortSet{}, nat.PortMap{}
+		}
+		cfg.ExposedPorts[port] = struct{}{}
+		bindings[port] = []nat.PortBinding{{HostIP: h.spec.PublishIP}}
+	}
 	hc := &container.HostConfig{
+		PortBindings:  bindings,
 		NetworkMode:   container.NetworkMode(h.spec.NetworkMode),
 		CapDrop:       []string{"ALL"},
 		CapAdd:        h.spec.CapAdd,
