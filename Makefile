@@ -18,7 +18,7 @@ DIST      := dist
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-build: ## build bin/mesolite (static: it also runs as the network helper container, FROM nothing)
+build: ## build bin/mesolite (static: it also runs as the helper containers, FROM nothing)
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/mesolite
 
 run: build test-image ## run the agent with the shipped agent.toml

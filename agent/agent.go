@@ -199,6 +199,16 @@ func New(cfg Config, st *store.Store, newRuntime func(sandbox.Layout) (Runtime, 
 	return a, nil
 }
 
+// ReadAgentID reads the id of the agent whose state st holds ("" when no
+// agent has run there), without loading the rest.
+func ReadAgentID(st *store.Store) (string, error) {
+	var id identity
+	if _, err := st.Get(kindAgent, "agent", &id); err != nil {
+		return "", fmt.Errorf("read agent identity: %w", err)
+	}
+	return id.AgentID, nil
+}
+
 // AgentID is this agent's Mesos-style id, kept in the work directory.
 func (a *Agent) AgentID() string { return a.ident.AgentID }
 

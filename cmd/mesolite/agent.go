@@ -166,6 +166,7 @@ type containerRuntime interface {
 	Version(ctx context.Context) (version, apiVersion string, err error)
 	Endpoint() string
 	Facts(ctx context.Context) (docker.Facts, error)
+	StartChecks(ctx context.Context, cfg docker.ChecksConfig)
 	Close() error
 }
 
@@ -280,6 +281,7 @@ func serveAgent(cfg fileConfig, log zerolog.Logger) error {
 	if verr == nil {
 		logDockerFacts(ctx, rt, log)
 	}
+	rt.StartChecks(ctx, docker.ChecksConfig{Mode: cfg.Tasks.CheckPath, Binary: helperBinary, Recheck: cfg.Recovery.ReconcileInterval.Duration})
 
 	srv := &http.Server{
 		Handler: api.New(a, api.Config{

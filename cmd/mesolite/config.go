@@ -83,6 +83,7 @@ type tasksConfig struct {
 	BackoffResetAfter   duration `toml:"backoff_reset_after"`
 	EnforceDiskQuota    bool     `toml:"enforce_disk_quota"`
 	VolumeUsageInterval duration `toml:"volume_usage_interval"`
+	CheckPath           string   `toml:"check_path"`
 }
 
 type recoveryConfig struct {
@@ -125,6 +126,7 @@ func defaultFileConfig() fileConfig {
 			KillGracePeriod:     duration{10 * time.Second},
 			BackoffResetAfter:   duration{time.Minute},
 			VolumeUsageInterval: duration{30 * time.Second},
+			CheckPath:           "auto",
 		},
 		Recovery: recoveryConfig{
 			ReconcileInterval: duration{30 * time.Second},
@@ -225,6 +227,11 @@ func (c *fileConfig) validate() error {
 	}
 	if c.Tasks.VolumeUsageInterval.Duration < time.Second {
 		add("tasks.volume_usage_interval %s: want 1s or more (each measurement walks every volume)", c.Tasks.VolumeUsageInterval.Duration)
+	}
+	switch c.Tasks.CheckPath {
+	case "auto", "direct", "helper":
+	default:
+		add("tasks.check_path %q: want auto, direct or helper", c.Tasks.CheckPath)
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":

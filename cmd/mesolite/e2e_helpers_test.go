@@ -124,6 +124,7 @@ log_format = "json"
 ports = "%d-%d"
 [tasks]
 kill_grace_period = "5s"
+check_path = "direct"
 [recovery]
 reconcile_interval = "2s"
 orphan_grace = "2s"

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/mesolite/mesolite/sandbox/docker"
 	"github.com/mesolite/mesolite/sandbox/netplane"
 	"github.com/mesolite/mesolite/sandbox/taskinit"
 )
@@ -48,6 +49,7 @@ usage:
   mesolite ping
   mesolite version
   mesolite completion bash|zsh
+  mesolite cleanup [--config agent.toml] [--work-dir DIR]
   mesolite COMMAND --help
 
 The client commands talk to --url, $MESOLITE_URL or http://127.0.0.1:8080,
@@ -78,6 +80,10 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return runVersion(args[1:], stdout, stderr)
 	case "completion":
 		return runCompletion(args[1:], stdout, stderr)
+	case docker.ChecksHelperCommand:
+		return runCheckHelper(args[1:], stderr)
+	case "cleanup":
+		return runCleanup(args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		if len(args) == 1 {
 			fmt.Fprint(stdout, usage)

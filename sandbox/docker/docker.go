@@ -106,7 +106,8 @@ type Runtime struct {
 	negotiateMu sync.Mutex
 	negotiated  atomic.Bool
 
-	endpoint string // the daemon's address
+	endpoint string         // the daemon's address
+	raw      *client.Client // for the helper container (nil in tests without a daemon)
 
 	// checks routes TCP and HTTP checks along the path this host has to
 	// the containers (checks.go).
@@ -126,8 +127,7 @@ func New(cfg Config) (*Runtime, error) {
 	if err != nil {
 		return nil, fmt.Errorf("docker client: %w", err)
 	}
-	d := &Runtime{Host: sandbox.Host{Layout: cfg.Layout, Fetcher: cfg.Fetcher}, api: c, endpoint: host, agentID: cfg.Layout.AgentID, log: cfg.Logger, fail: cfg.Failpoint, init: cfg.InitBinary, checks: probe.NewRouter()}
-	d.checks.Set(probe.Info{Path: probe.PathDirect, Reason: "checks connect to the containers' own addresses"}, probe.Direct{})
+	d := &Runtime{Host: sandbox.Host{Layout: cfg.Layout, Fetcher: cfg.Fetcher}, api: c, raw: c, endpoint: host, agentID: cfg.Layout.AgentID, log: cfg.Logger, fail: cfg.Failpoint, init: cfg.InitBinary, checks: probe.NewRouter()}
 	return d, nil
 }
 
