@@ -24,6 +24,7 @@ import (
 
 	"github.com/mesolite/mesolite/sandbox"
 	"github.com/mesolite/mesolite/sandbox/docker"
+	"github.com/mesolite/mesolite/sandbox/helper"
 )
 
 // End-to-end tests run the real binary against the real Docker daemon.
@@ -109,7 +110,8 @@ type agentProc struct {
 	config  string
 	logPath string
 	env     []string
-	wrap    []string // runs the agent through this (setpriv as another user)
+	wrap    []string            // runs the agent through this (setpriv as another user)
+	cred    *syscall.Credential // the agent's user and groups, when set
 	cmd     *exec.Cmd
 	done    chan error
 	agentID string
@@ -206,6 +208,9 @@ func (p *agentProc) start() {
 	p.cmd = exec.Command(args[0], args[1:]...)
 	p.cmd.Stdout, p.cmd.Stderr = logf, logf
 	p.cmd.Env = append(os.Environ(), p.env...)
+	if p.cred != nil {
+		p.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: p.cred}
+	}
 	if err := p.cmd.Start(); err != nil {
 		p.t.Fatal(err)
 	}
@@ -388,6 +393,11 @@ func removeAgentContainers(t *testing.T, agentID string) {
 	list, err := c.ContainerList(context.Background(), container.ListOptions{All: true, Filters: filters.NewArgs(filters.Arg("label", sandbox.LabelAgentID+"="+agentID))})
 	if err != nil {
 		return
+	}
+	// The agent's helper containers carry no task label, only their owner.
+	helpers, err := c.ContainerList(context.Background(), container.ListOptions{All: true, Filters: filters.NewArgs(filters.Arg("label", helper.LabelOwner+"=agent:"+agentID))})
+	if err == nil {
+		list = append(list, helpers...)
 	}
 	for _, ct := range list {
 		_ = c.ContainerRemove(context.Background(), ct.ID, container.RemoveOptions{Force: true})

@@ -15,6 +15,7 @@ import (
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/go-connections/nat"
 
@@ -407,6 +408,12 @@ func (d *Runtime) RemoveChecksHelper(ctx context.Context, agentID string) (strin
 	}
 	if err := d.api.ContainerRemove(ctx, in.ID, container.RemoveOptions{Force: true}); err != nil {
 		return "", classify(err, "remove check helper")
+	}
+	// Its image goes too, unless another helper still runs it.
+	if in.Image != "" && d.raw != nil {
+		if _, err := d.raw.ImageRemove(ctx, in.Image, image.RemoveOptions{}); err != nil && !cerrdefs.IsConflict(err) && !cerrdefs.IsNotFound(err) {
+			d.log.Warn().Err(err).Msg("remove the check helper's image")
+		}
 	}
 	return spec.Name, nil
 }
