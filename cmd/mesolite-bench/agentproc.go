@@ -43,6 +43,10 @@ cpus = 64
 mem = 65536
 disk = 1000000
 ports = "%d-%d"
+[tasks]
+# Health checks connect straight to the containers; the helper path is
+# measured on its own (helperHealth).
+check_path = "direct"
 `
 
 // newAgentProc prepares an agent named name under root: a work directory,

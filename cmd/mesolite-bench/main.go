@@ -303,6 +303,12 @@ func (b *bench) cleanup() {
 			fmt.Fprintf(os.Stderr, "mesolite-bench: remove containers of agent %s: %v\n", id, err)
 		}
 		removed += n
+		// Its helper containers carry their owner, not the task labels.
+		n, err = removeLabelled(ctx, b.dc, "mesolite.helper.owner", "agent:"+id)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "mesolite-bench: remove helpers of agent %s: %v\n", id, err)
+		}
+		removed += n
 	}
 	if strings.Contains(agentNetwork, benchTable) {
 		if err := netplane.NewKernel(benchTable).Remove(); err != nil {

@@ -318,6 +318,7 @@ func (b *bench) scaleRestartHealth(p *agentProc, es **eventStream) error {
 	rss := b.sampleRSS(p.pid(), 5)
 	b.rep.add(&Figure{Key: "memory.tasks", Section: "memory", Name: fmt.Sprintf("RSS with %d health-checked tasks", n), Unit: "MiB",
 		Value: rss.P50, Dist: rss, Target: &Target{"<=", 40}})
+	b.try("health checks through the helper", func() error { return b.helperHealth(p, id, n) })
 	if err := b.restarts(p, es, id, n); err != nil {
 		return err
 	}
