@@ -122,8 +122,11 @@ func (c *checks) loop(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
-			if c.client != nil {
-				_ = c.client.Close() // the agent stops; the helper runs on
+			c.mu.Lock()
+			cl := c.client
+			c.mu.Unlock()
+			if cl != nil {
+				_ = cl.Close() // the agent stops; the helper runs on
 			}
 			return
 		case <-time.After(wait):
