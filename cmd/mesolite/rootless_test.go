@@ -147,7 +147,7 @@ func TestRootless(t *testing.T) {
 	p := &agentProc{t: t, bin: mesoliteBinary(t), workDir: filepath.Join(base, "work"), config: filepath.Join(base, "agent.toml"),
 		logPath: filepath.Join(base, "agent.log"), addr: freeAddr(t), cred: cred, env: env}
 	cfgText := strings.Replace(fmt.Sprintf(e2eConfig, lo, lo+9), `check_path = "direct"`, `check_path = "auto"`, 1)
-	cfgText = fmt.Sprintf("docker_host = %q\n", host) + cfgText
+	cfgText = fmt.Sprintf("docker_host = %q\n", host) + cfgText + e2eNetworkOff
 	if err := os.WriteFile(p.config, []byte(cfgText), 0o644); err != nil {
 		t.Fatal(err)
 	}
