@@ -140,7 +140,9 @@ func TestRootless(t *testing.T) {
 	if _, err := rl.ImageInspect(context.Background(), "mesolite/testapp:latest"); err != nil {
 		t.Fatalf("test image not in rootless Docker: %v", err)
 	}
-	t.Cleanup(func() { _, _ = rl.ImageRemove(context.Background(), "mesolite/testapp:latest", image.RemoveOptions{Force: true}) })
+	t.Cleanup(func() {
+		_, _ = rl.ImageRemove(context.Background(), "mesolite/testapp:latest", image.RemoveOptions{Force: true})
+	})
 
 	// The agent, as the user, against the rootless daemon.
 	lo := 33700 + int(time.Now().UnixNano()%10)*10
