@@ -8,6 +8,8 @@ import (
 
 	"github.com/miekg/dns"
 	"github.com/rs/zerolog"
+
+	"github.com/mesolite/mesolite/sandbox/netplane/netplanetest"
 )
 
 func freeLoopback(t *testing.T) netip.AddrPort {
@@ -100,4 +102,8 @@ func TestDNSServer(t *testing.T) {
 	if srv.Addr().IsValid() {
 		t.Error("closed server still has an address")
 	}
+}
+
+func fakeUpstream(t *testing.T, at netip.AddrPort) netip.AddrPort {
+	return netplanetest.FakeUpstream(t, at)
 }

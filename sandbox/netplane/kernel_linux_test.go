@@ -417,7 +417,3 @@ func TestKernelDNS(t *testing.T) {
 		t.Errorf("the guard dropped %d packets", n)
 	}
 }
-
-func fakeUpstream(t *testing.T, at netip.AddrPort) netip.AddrPort {
-	return netplanetest.FakeUpstream(t, at)
-}
