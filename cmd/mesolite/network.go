@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"runtime"
 	"os/signal"
 	"regexp"
 	"slices"
@@ -114,8 +115,11 @@ func openNetwork(ctx context.Context, cfg fileConfig, log zerolog.Logger) (agent
 		}
 		agentAddr = b.Gateway
 	}
-	bin, err := os.Executable()
+	// A static Linux build of mesolite for the helper: this binary on
+	// Linux, the Linux build beside it on macOS (helperBinary).
+	bin, err := helperBinary(runtime.GOARCH)
 	if err != nil {
+		log.Debug().Err(err).Msg("no binary for the network helper")
 		bin = ""
 	}
 	pctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
