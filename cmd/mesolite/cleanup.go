@@ -54,7 +54,7 @@ func runCleanup(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "mesolite cleanup: %v\n", err)
 		return 1
 	}
-	defer st.Close()
+	defer func() { _ = st.Close() }() // releases the lock; nothing was written
 	id, err := agent.ReadAgentID(st)
 	if err != nil || id == "" {
 		fmt.Fprintf(stderr, "mesolite cleanup: no agent has run in %s (%v)\n", cfg.WorkDir, err)
@@ -65,7 +65,7 @@ func runCleanup(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "mesolite cleanup: %v\n", err)
 		return 1
 	}
-	defer rt.Close()
+	defer func() { _ = rt.Close() }() // only idle connections to close
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	name, err := rt.RemoveChecksHelper(ctx, id)
