@@ -236,3 +236,50 @@ func (b *lockedBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.buf.String()
 }
+
+// TestModuleInstallable: the committed tree, served as a module version
+// from a local GOPROXY directory, is a valid module zip, which is what
+// `go install github.com/mesolite/mesolite/cmd/mesolite@<version>` needs
+// (Go refuses, for one, a file name with a ':').
+func TestModuleInstallable(t *testing.T) {
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		missing(t, "go is not on PATH: %v", err)
+	}
+	gitBin, err := exec.LookPath("git")
+	if err != nil {
+		missing(t, "git is not on PATH: %v", err)
+	}
+	root, err := filepath.Abs(filepath.Join("..", ".."))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const mod, ver = "github.com/mesolite/mesolite", "v0.0.0-20261130000000-000000000000"
+	proxy := t.TempDir()
+	dir := filepath.Join(proxy, mod, "@v")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	archive := exec.Command(gitBin, "-C", root, "archive", "--prefix="+mod+"@"+ver+"/", "--format=zip", "-o", filepath.Join(dir, ver+".zip"), "HEAD")
+	if out, err := archive.CombinedOutput(); err != nil {
+		t.Fatalf("git archive: %v\n%s", err, out)
+	}
+	gomod, err := exec.Command(gitBin, "-C", root, "show", "HEAD:go.mod").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, body := range map[string]string{ver + ".mod": string(gomod), ver + ".info": `{"Version":"` + ver + `","Time":"2026-11-30T00:00:00Z"}`, "list": ver + "\n"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cache := t.TempDir()
+	dl := exec.Command(goBin, "mod", "download", "-json", mod+"@"+ver)
+	dl.Dir = t.TempDir()
+	dl.Env = append(withoutEnv(os.Environ(), "GOPROXY", "GOMODCACHE", "GOFLAGS", "GONOSUMDB", "GOSUMDB"),
+		"GOPROXY=file://"+filepath.ToSlash(proxy), "GOMODCACHE="+cache, "GOSUMDB=off", "GOFLAGS=-modcacherw")
+	out, err := dl.CombinedOutput()
+	if err != nil || strings.Contains(string(out), `"Error"`) {
+		t.Fatalf("go mod download of the committed tree as a module: %v\n%s", err, out)
+	}
+}
