@@ -86,7 +86,9 @@ var (
 
 // ClientImage builds testdata/testapp statically and imports it as an
 // image (the binary as /testapp and /bin/sh, as its Dockerfile does), once
-// per test process, tagged mesolite/testapp:<tag>-<digest>. It serves
+// per test process, tagged mesolite/testapp:<tag>-<digest>-<pid>: the
+// test binaries of two packages run at once, and one removing its image
+// at its end must not take the other's away. It serves
 // HTTP and has the client commands (get, dial, lookup, srv) the network
 // tests run inside containers. RemoveClientImage removes it.
 func ClientImage(t testing.TB, c *client.Client, tag string) string {
@@ -102,7 +104,7 @@ func ClientImage(t testing.TB, c *client.Client, tag string) string {
 		t.Fatal(err)
 	}
 	sum := sha256.Sum256(data)
-	ref := fmt.Sprintf("mesolite/testapp:%s-%s", tag, hex.EncodeToString(sum[:6]))
+	ref := fmt.Sprintf("mesolite/testapp:%s-%s-%d", tag, hex.EncodeToString(sum[:6]), os.Getpid())
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	if _, err := c.ImageInspect(ctx, ref); err == nil {
