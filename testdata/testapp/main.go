@@ -19,10 +19,10 @@
 // and exits 0 on SIGTERM.
 //
 // The image also installs this binary as /bin/sh, where it understands a
-// few commands of "sh -c" (true, false, exit N, test -e|-f PATH, healthy,
-// and running an absolute path), enough for COMMAND health checks and
-// "cmd" apps in a scratch image. As a client inside a container, for the
-// network tests, it also understands:
+// few commands of "sh -c" (true, false, exit N, echo, test -e|-f PATH,
+// healthy, flood N [both], and running an absolute path), enough for
+// COMMAND health checks and "cmd" apps in a scratch image. As a client
+// inside a container, for the network tests, it also understands:
 //
 //	get URL [N]     N (default 1) GETs, each on a new connection; prints each
 //	                body (or "error: …") on a line; exit 1 if any failed
@@ -194,6 +194,28 @@ func envOr(k, def string) string {
 	return def
 }
 
+// flood writes N numbered lines as fast as it can, one write each:
+// "flood N" to stdout, "flood N both" alternately to stdout and stderr
+// (odd lines to stdout). The tests count them in the task's sandbox.
+func flood(args []string) int {
+	n, err := strconv.Atoi(args[0])
+	if err != nil || n < 0 {
+		fmt.Fprintln(os.Stderr, "testapp sh: flood N [both]")
+		return 2
+	}
+	both := len(args) > 1 && args[1] == "both"
+	for i := 1; i <= n; i++ {
+		w := os.Stdout
+		if both && i%2 == 0 {
+			w = os.Stderr
+		}
+		if _, err := fmt.Fprintf(w, "line %d\n", i); err != nil {
+			return 1
+		}
+	}
+	return 0
+}
+
 // shell runs "sh -c SCRIPT" for a handful of commands, separated by ";".
 func shell(args []string) int {
 	if len(args) < 2 || args[0] != "-c" {
@@ -219,6 +241,8 @@ func shell(args []string) int {
 				code, _ = strconv.Atoi(f[1])
 			}
 			return code
+		case f[0] == "flood" && len(f) >= 2:
+			code = flood(f[1:])
 		case f[0] == "echo":
 			fmt.Println(strings.Join(f[1:], " "))
 			code = 0
