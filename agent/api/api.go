@@ -50,13 +50,24 @@ type Config struct {
 	// Metrics, when set, counts the requests and is served at /metrics
 	// (behind the token), with what the agent's snapshot shows.
 	Metrics *metrics.Metrics
+	// AllowedOrigins are the origins of other sites' pages the API serves
+	// ([security] allowed_origins), with CORS headers; the agent's own
+	// pages need no entry. AllowedHosts are further names of the agent
+	// that requests may carry as Host ([security] allowed_hosts). See
+	// Guard.
+	AllowedOrigins []string
+	AllowedHosts   []string
+	// Conns, when set, is the connection limiter of the server that runs
+	// the API: the API tells it when a request's body is being read.
+	Conns *ConnLimiter
 }
 
 // Server is the HTTP handler of the API.
 type Server struct {
-	a   *agent.Agent
-	cfg Config
-	log zerolog.Logger
+	a     *agent.Agent
+	cfg   Config
+	log   zerolog.Logger
+	guard *Guard
 }
 
 // New returns the API handler for an agent.
@@ -72,7 +83,7 @@ func New(a *agent.Agent, cfg Config) *Server {
 		// one's collector reports the same agent.
 		cfg.Logger.Debug().Err(err).Msg("register the snapshot's metrics")
 	}
-	return &Server{a: a, cfg: cfg, log: cfg.Logger}
+	return &Server{a: a, cfg: cfg, log: cfg.Logger, guard: NewGuard(cfg.Leader, cfg.Hostname, cfg.AllowedHosts, cfg.AllowedOrigins)}
 }
 
 // ServeHTTP routes a request.
@@ -105,6 +116,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			s.log.Debug().Str("method", r.Method).Str("path", r.URL.Path).Int("status", sw.status).Dur("took", took).Msg("api request")
 		}
 	}()
+	// Before anything is read or done: no orders from other sites' pages
+	// (see Guard), on every route.
+	if !s.guard.Check(sw, r) {
+		return
+	}
+	if s.cfg.Conns != nil {
+		defer s.cfg.Conns.Serve(r)()
+	}
 	// The dashboard (package ui): static files, public as /ping is; what it
 	// shows it reads from the API below, with the same token.
 	if ui.Serves(p) {

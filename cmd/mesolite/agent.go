@@ -283,13 +283,24 @@ func serveAgent(cfg fileConfig, log zerolog.Logger) error {
 	}
 	rt.StartChecks(ctx, docker.ChecksConfig{Mode: cfg.Tasks.CheckPath, Binary: helperBinary, Recheck: cfg.Recovery.ReconcileInterval.Duration})
 
+	// A client gets 10 s for its headers and 30 s for its whole request
+	// (an event stream lifts the latter for itself), and at most MaxConns
+	// connections are open: at the cap, the longest-waiting connection that
+	// serves no request goes, so slow clients cannot use up the process's
+	// file descriptors nor keep /ping from answering.
+	conns := api.NewConnLimiter(api.MaxConns)
 	srv := &http.Server{
 		Handler: api.New(a, api.Config{
 			Token: cfg.Security.Token, Version: ver, Leader: cfg.Listen, Hostname: cfg.Hostname, Logger: log,
-			Metrics: acfg.Metrics,
+			Metrics: acfg.Metrics, AllowedOrigins: cfg.Security.AllowedOrigins, AllowedHosts: cfg.Security.AllowedHosts,
+			Conns: conns,
 		}),
 		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    api.MaxHeaderBytes,
+		ConnState:         conns.ConnState,
+		ConnContext:       conns.ConnContext,
 		ErrorLog:          nil,
 	}
 	runErr := make(chan error, 1)
@@ -300,7 +311,7 @@ func serveAgent(cfg fileConfig, log zerolog.Logger) error {
 		time.Sleep(time.Millisecond)
 	}
 	srvErr := make(chan error, 1)
-	go func() { srvErr <- srv.Serve(ln) }()
+	go func() { srvErr <- srv.Serve(conns.Listener(ln)) }()
 
 	select {
 	case <-ctx.Done():

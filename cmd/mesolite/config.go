@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -46,29 +47,6 @@ type fetcherConfig struct {
 	Timeout   duration `toml:"timeout"`
 }
 
-// byteSize reads "2GiB", "512MiB", "64KiB", "1048576" (bytes) or "0".
-type byteSize struct{ n int64 }
-
-func (b *byteSize) UnmarshalText(text []byte) error {
-	s := strings.TrimSpace(string(text))
-	num, mult := s, int64(1)
-	for _, u := range []struct {
-		suffix string
-		mult   int64
-	}{{"TiB", 1 << 40}, {"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"B", 1}} {
-		if strings.HasSuffix(s, u.suffix) {
-			num, mult = strings.TrimSpace(strings.TrimSuffix(s, u.suffix)), u.mult
-			break
-		}
-	}
-	v, err := strconv.ParseFloat(num, 64)
-	if err != nil || v < 0 || v*float64(mult) > float64(1<<62) {
-		return fmt.Errorf("%q is not a size (use e.g. \"2GiB\", \"512MiB\" or \"0\")", s)
-	}
-	b.n = int64(v * float64(mult))
-	return nil
-}
-
 type resourcesConfig struct {
 	Cpus  float64 `toml:"cpus"`
 	Mem   float64 `toml:"mem"`
@@ -84,6 +62,42 @@ type tasksConfig struct {
 	EnforceDiskQuota    bool     `toml:"enforce_disk_quota"`
 	VolumeUsageInterval duration `toml:"volume_usage_interval"`
 	CheckPath           string   `toml:"check_path"`
+	LogMaxSize          byteSize `toml:"log_max_size"`
+	LogMaxFiles         int      `toml:"log_max_files"`
+}
+
+// byteSize reads a size: "2GiB", "512MiB", "64KiB", "10MB" (Mesos's and
+// Docker's MB are 2^20 bytes too), "1.5GiB", a number of bytes, quoted or
+// not, or 0.
+type byteSize struct{ n int64 }
+
+// UnmarshalTOML reads a size given as a string or an integer.
+func (b *byteSize) UnmarshalTOML(v any) error {
+	switch x := v.(type) {
+	case int64:
+		if x < 0 {
+			return fmt.Errorf("%d: a size may not be negative", x)
+		}
+		b.n = x
+		return nil
+	case string:
+		return b.UnmarshalText([]byte(x))
+	}
+	return fmt.Errorf("%v is not a size (use e.g. \"2GiB\", \"512MiB\" or \"0\")", v)
+}
+
+func (b *byteSize) UnmarshalText(text []byte) error {
+	s := strings.TrimSpace(string(text))
+	num := strings.TrimRightFunc(s, func(r rune) bool { return (r < '0' || r > '9') && r != '.' })
+	unit := strings.ToLower(strings.TrimSpace(s[len(num):]))
+	mult := map[string]int64{"": 1, "b": 1, "k": 1 << 10, "kb": 1 << 10, "kib": 1 << 10, "m": 1 << 20, "mb": 1 << 20, "mib": 1 << 20,
+		"g": 1 << 30, "gb": 1 << 30, "gib": 1 << 30, "t": 1 << 40, "tb": 1 << 40, "tib": 1 << 40}[unit]
+	v, err := strconv.ParseFloat(num, 64)
+	if err != nil || mult == 0 || v < 0 || v*float64(mult) > float64(1<<62) {
+		return fmt.Errorf("%q is not a size (use e.g. \"2GiB\", \"512MiB\" or \"0\")", s)
+	}
+	b.n = int64(v * float64(mult))
+	return nil
 }
 
 type recoveryConfig struct {
@@ -93,8 +107,10 @@ type recoveryConfig struct {
 }
 
 type securityConfig struct {
-	Token    string `toml:"token"`
-	Insecure bool   `toml:"insecure"`
+	Token          string   `toml:"token"`
+	Insecure       bool     `toml:"insecure"`
+	AllowedOrigins []string `toml:"allowed_origins"`
+	AllowedHosts   []string `toml:"allowed_hosts"`
 }
 
 // duration reads "30s", "5m" and the like.
@@ -127,6 +143,8 @@ func defaultFileConfig() fileConfig {
 			BackoffResetAfter:   duration{time.Minute},
 			VolumeUsageInterval: duration{30 * time.Second},
 			CheckPath:           "auto",
+			LogMaxSize:          byteSize{sandbox.DefaultLogMaxSize},
+			LogMaxFiles:         sandbox.DefaultLogMaxFiles,
 		},
 		Recovery: recoveryConfig{
 			ReconcileInterval: duration{30 * time.Second},
@@ -224,6 +242,22 @@ func (c *fileConfig) validate() error {
 	}
 	if _, _, err := parsePortRange(c.Resources.Ports); err != nil {
 		add("resources.ports: %v", err)
+	}
+	if c.Tasks.LogMaxSize.n < sandbox.MinLogMaxSize {
+		add("tasks.log_max_size %d bytes: want %d (4KiB) or more", c.Tasks.LogMaxSize.n, sandbox.MinLogMaxSize)
+	}
+	if c.Tasks.LogMaxFiles < 1 {
+		add("tasks.log_max_files %d: want 1 or more (the file being written counts)", c.Tasks.LogMaxFiles)
+	}
+	for _, o := range c.Security.AllowedOrigins {
+		if u, err := url.Parse(o); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || strings.TrimSuffix(u.Path, "/") != "" || u.RawQuery != "" || u.User != nil {
+			add("security.allowed_origins: %q is not an origin; want scheme://host[:port], e.g. http://localhost:3000", o)
+		}
+	}
+	for _, h := range c.Security.AllowedHosts {
+		if h == "" || strings.ContainsAny(h, ":/ ") {
+			add("security.allowed_hosts: %q is not a host name; want a name without port, e.g. mesolite.lan", h)
+		}
 	}
 	if c.Tasks.VolumeUsageInterval.Duration < time.Second {
 		add("tasks.volume_usage_interval %s: want 1s or more (each measurement walks every volume)", c.Tasks.VolumeUsageInterval.Duration)

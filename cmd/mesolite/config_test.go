@@ -32,7 +32,9 @@ func TestShippedConfig(t *testing.T) {
 	}
 	def := defaultFileConfig()
 	if cfg.Listen != def.Listen || cfg.PublishAddress != "127.0.0.1" || cfg.Hostname != "127.0.0.1" ||
-		cfg.Resources.Ports != "31000-32000" || cfg.Security.Token != "" || cfg.Tasks.AllowPrivileged {
+		cfg.Resources.Ports != "31000-32000" || cfg.Security.Token != "" || cfg.Tasks.AllowPrivileged ||
+		cfg.Tasks.LogMaxSize != def.Tasks.LogMaxSize || cfg.Tasks.LogMaxFiles != def.Tasks.LogMaxFiles ||
+		len(cfg.Security.AllowedOrigins) != 0 || len(cfg.Security.AllowedHosts) != 0 {
 		t.Fatalf("shipped agent.toml differs from the defaults: %+v", cfg)
 	}
 	if !filepath.IsAbs(cfg.WorkDir) || filepath.Base(cfg.WorkDir) != "mesolite-work" {
@@ -52,6 +54,13 @@ func TestConfigErrors(t *testing.T) {
 		{"bad role", "role = \"a/b\"\n", "role"},
 		{"negative mem", "[resources]\nmem = -1\n", "may not be negative"},
 		{"syntax", "listen = \n", "config"},
+		{"origin with a path", "[security]\nallowed_origins = [\"http://localhost:3000/app\"]\n", "allowed_origins"},
+		{"origin without scheme", "[security]\nallowed_origins = [\"localhost:3000\"]\n", "allowed_origins"},
+		{"wildcard origin", "[security]\nallowed_origins = [\"*\"]\n", "allowed_origins"},
+		{"host with port", "[security]\nallowed_hosts = [\"mesolite.lan:8080\"]\n", "allowed_hosts"},
+		{"bad size", "[tasks]\nlog_max_size = \"ten megs\"\n", "not a size"},
+		{"small size", "[tasks]\nlog_max_size = \"1KiB\"\n", "log_max_size"},
+		{"no files", "[tasks]\nlog_max_files = 0\n", "log_max_files"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg, err := loadConfig(writeConfig(t, tc.body))
@@ -91,6 +100,21 @@ func TestDefaultWorkDir(t *testing.T) {
 		if got != tc.want || (tc.want == "") != (err != nil) {
 			t.Errorf("%s %v: %q, %v; want %q", tc.goos, tc.env, got, err, tc.want)
 		}
+	}
+}
+
+// TestConfigSizes: log_max_size reads Mesos's and Docker's units, all of
+// them powers of 1024.
+func TestConfigSizes(t *testing.T) {
+	for in, want := range map[string]byteSize{"10MiB": {10 << 20}, "10MB": {10 << 20}, "10m": {10 << 20}, "512KiB": {512 << 10}, "65536": {65536}, "1 GiB": {1 << 30}, "1.5GiB": {3 << 29}} {
+		cfg, err := loadConfig(writeConfig(t, "[tasks]\nlog_max_size = \""+in+"\"\n"))
+		if err != nil || cfg.Tasks.LogMaxSize != want {
+			t.Errorf("log_max_size %q: %d %v, want %d", in, cfg.Tasks.LogMaxSize, err, want)
+		}
+	}
+	cfg, err := loadConfig(writeConfig(t, "[tasks]\nlog_max_size = 8192\n"))
+	if err != nil || cfg.Tasks.LogMaxSize.n != 8192 {
+		t.Errorf("log_max_size 8192 (an integer): %d %v", cfg.Tasks.LogMaxSize, err)
 	}
 }
 

@@ -274,6 +274,9 @@ func (p *agentProc) do(method, path string, body any) (int, []byte) {
 		r = bytes.NewReader(b)
 	}
 	req, _ := http.NewRequest(method, p.url()+path, r)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		p.t.Fatalf("%s %s: %v", method, path, err)

@@ -1,5 +1,3 @@
-//go:build securityfix
-
 package main
 
 import (
@@ -65,6 +63,7 @@ func everyRoute(taskID string) []apiRoute {
 		{"DELETE", "/mesolite/v1/volumes/victim%23data%23x", ""},
 		{"GET", "/mesolite/v1/status", ""},
 		{"GET", "/ui/", ""},
+		{"GET", "/metrics", ""},
 		{"OPTIONS", "/v2/apps", ""},
 	}
 	n := len(routes)
