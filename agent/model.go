@@ -178,11 +178,13 @@ type instance struct {
 	stopHealth func()
 	healthGen  int
 	adopted    bool
-	oom        bool
-	// exitSeen holds a die event that arrived while an operation was in
-	// flight; the operation's outcome handles it.
-	exitSeen *sandbox.Event
-	view     *TaskView // cached view; nil when stale
+	// oom: the task's container ran out of memory.
+	oom bool
+	// pending holds the events of the task's containers that came while
+	// its launch was in flight, when the container's id was not known yet;
+	// the launch's outcome keeps those about the container it ran.
+	pending []sandbox.Event
+	view    *TaskView // cached view; nil when stale
 	// restartFor is set when a deployment wants the task replaced.
 	restartFor string
 	// killRequested is set by a task kill without wipe or scale.

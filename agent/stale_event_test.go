@@ -1,5 +1,3 @@
-//go:build securityfix
-
 package agent_test
 
 import (
@@ -80,8 +78,8 @@ func TestStaleExitOfFailedLaunchSparesTheNextTask(t *testing.T) {
 	}
 	defer st.Close()
 	var rt *staleRuntime
-	a, err := agent.New(testConfig(), st, func(id string) (agent.Runtime, error) {
-		rt = &staleRuntime{Runtime: agenttest.New(id), delivered: map[string]chan struct{}{}, seen: map[string]int{}}
+	a, err := agent.New(testConfig(), st, func(l sandbox.Layout) (agent.Runtime, error) {
+		rt = &staleRuntime{Runtime: agenttest.New(l), delivered: map[string]chan struct{}{}, seen: map[string]int{}}
 		return rt, nil
 	})
 	if err != nil {

@@ -277,7 +277,11 @@ func (a *Agent) handleOrphans(list []sandbox.Container, owned map[string]bool) i
 	return n
 }
 
-// onDockerEvent handles a container event of this agent.
+// onDockerEvent handles a container event of this agent. An event is
+// about one container: it counts only for the task whose container that
+// is, never for another incarnation that happens to share the instance,
+// nor for the container of a launch that failed (issue 10: a stale exit
+// of a failed launch ended the next, healthy task).
 func (a *Agent) onDockerEvent(ev sandbox.Event) {
 	if !a.dockerUp && a.synced {
 		a.dockerUp = true
@@ -290,19 +294,32 @@ func (a *Agent) onDockerEvent(ev sandbox.Event) {
 	if t == nil || t.ID != ev.TaskID {
 		return
 	}
+	if inst.busy == "launch" {
+		// The launch's outcome says which container is the task's.
+		if len(inst.pending) < maxPendingEvents {
+			inst.pending = append(inst.pending, ev)
+		}
+		return
+	}
+	if t.DockerID == "" || ev.ContainerID != t.DockerID {
+		a.log.Debug().Str("task_id", t.ID).Str("container_id", shortID(ev.ContainerID)).Str("action", ev.Action).
+			Msg("event of a container that is not the task's; ignored")
+		return
+	}
+	a.applyEvent(inst, t, ev)
+}
+
+// maxPendingEvents bounds what a launch keeps: a container has few events.
+const maxPendingEvents = 16
+
+// applyEvent takes an event of the task's own container.
+func (a *Agent) applyEvent(inst *instance, t *Task, ev sandbox.Event) {
 	switch ev.Action {
 	case "oom":
 		inst.oom = true
 	case "die", "destroy":
-		if !t.active() {
-			return
-		}
-		if inst.busy != "" {
-			if inst.busy == "launch" {
-				e := ev
-				inst.exitSeen = &e
-			}
-			return
+		if !t.active() || inst.busy != "" {
+			return // not running, or the operation in flight records it
 		}
 		if t.State == TaskKilling {
 			return // the kill in flight, or the next sync, records it

@@ -97,6 +97,7 @@ func (a *Agent) runTask(ap *app, inst *instance, t *Task) {
 		return
 	}
 	inst.busy = "launch"
+	inst.pending, inst.oom = nil, false
 	log := a.log.With().Str("app_id", ap.id()).Str("task_id", t.ID).Logger()
 	log.Info().Str("image", spec.Image).Msg("launching task")
 	taskID := t.ID
@@ -181,6 +182,10 @@ func (a *Agent) onProgress(inst *instance, taskID, line string) {
 // onLaunched takes the outcome of runTask.
 func (a *Agent) onLaunched(inst *instance, taskID string, c sandbox.Container, err error, took time.Duration) {
 	inst.busy = ""
+	// Events of the launch's time: only those about the container it ran
+	// are the task's; a failed launch's container is no one's.
+	pending := inst.pending
+	inst.pending = nil
 	a.touchInstance(inst)
 	t := inst.task()
 	ap := a.apps[inst.rec.AppID]
@@ -209,6 +214,20 @@ func (a *Agent) onLaunched(inst *instance, taskID string, c sandbox.Container, e
 	t.DockerID = c.ID
 	t.IPAddress = c.IPAddress
 	t.Message = ""
+	var exited *sandbox.Event
+	for i, ev := range pending {
+		if ev.ContainerID != c.ID {
+			continue
+		}
+		switch ev.Action {
+		case "oom":
+			inst.oom = true
+		case "die", "destroy":
+			if exited == nil {
+				exited = &pending[i]
+			}
+		}
+	}
 	if !c.Running {
 		// It ran and stopped before we looked. onExit saves the task's
 		// end with its container id; nothing is lost if the record keeps
@@ -227,9 +246,8 @@ func (a *Agent) onLaunched(inst *instance, taskID string, c sandbox.Container, e
 	log.Info().Str("container_id", c.ID[:12]).Dur("took", took).Msg("task running")
 	a.emitStatus(ap, inst, t)
 	a.watchTask(ap, inst)
-	if ev := inst.exitSeen; ev != nil {
-		inst.exitSeen = nil
-		a.onExit(inst, ev.ExitCode, ev.Time, inst.oom)
+	if exited != nil {
+		a.onExit(inst, exited.ExitCode, exited.Time, inst.oom)
 	}
 }
 
@@ -470,7 +488,7 @@ func (a *Agent) onKilled(inst *instance, taskID string, c sandbox.Container, err
 		return
 	}
 	inst.logs = nil
-	inst.exitSeen = nil
+	inst.pending = nil
 	t.State = TaskKilled
 	t.EndedAt = time.Now().UTC()
 	if c.Detailed && !c.Running {

@@ -1,5 +1,3 @@
-//go:build securityfix
-
 package main
 
 import (
@@ -34,7 +32,7 @@ func TestSecurityStaleExitAfterFailedLaunch(t *testing.T) {
 	}
 	first := p.waitTask("/stale", "running", 30*time.Second, func(t e2eTask) bool { return t.State == "TASK_RUNNING" })
 	port := first.Ports[0]
-	for cycle := 0; cycle < 6; cycle++ {
+	for cycle := 0; cycle < 4; cycle++ {
 		if r := p.postJSON("PUT", "/v2/apps/stale", `{"instances":0}`); r.status != 200 {
 			t.Fatalf("stop: %d %s", r.status, r.body)
 		}
