@@ -462,6 +462,8 @@ func (a *Agent) onVolumesCreated(inst *instance, failed string, err error) {
 	if ap.waiting != "" && len(r.Volumes) > 0 {
 		ap.waiting = ""
 	}
+	// A new volume gets its first measurement now, not at the next scan.
+	a.startUsageScan()
 	a.touchInstance(inst)
 }
 

@@ -18,7 +18,21 @@ const (
 	servicePortMax = 20000
 )
 
+// Mesos's smallest task (MIN_CPUS, MIN_MEMORY): a container is never
+// given less, so an instance never reserves less either; an app of mem 0
+// or cpus 0 cannot run beyond what the agent offers (issue 10).
+const (
+	minTaskCpus   = 0.01
+	minTaskMemMiB = 32
+)
+
+// taskCpus and taskMem are what a task of the app's cpus and mem is
+// given, and what its instance reserves.
+func taskCpus(cpus float64) float64 { return max(cpus, minTaskCpus) }
+func taskMem(mem float64) float64   { return max(mem, minTaskMemMiB) }
+
 // reserved sums what the instances hold, and lists their host ports.
+// Reservations written before the minimums count with them.
 func (a *Agent) reserved() (cpus, mem, disk float64, ports map[int]string) {
 	ports = map[int]string{}
 	for _, inst := range a.instances {
@@ -26,8 +40,8 @@ func (a *Agent) reserved() (cpus, mem, disk float64, ports map[int]string) {
 		if r == nil {
 			continue
 		}
-		cpus += r.Cpus
-		mem += r.Mem
+		cpus += taskCpus(r.Cpus)
+		mem += taskMem(r.Mem)
 		disk += r.Disk
 		for _, p := range r.HostPorts {
 			ports[p] = inst.id()
@@ -45,12 +59,13 @@ func (a *Agent) reserve(ap *app, inst *instance) (*Reservation, string) {
 		return nil, reason
 	}
 	cpus, mem, disk, used := a.reserved()
+	needCpus, needMem := taskCpus(spec.Cpus), taskMem(spec.Mem)
 	needDisk := spec.Disk + spec.PersistentDisk()
 	switch {
-	case cpus+spec.Cpus > a.cfg.Cpus+1e-9:
-		return nil, fmt.Sprintf("insufficient cpus: need %s, %s unreserved", fmtNum(spec.Cpus), fmtNum(max(0, a.cfg.Cpus-cpus)))
-	case mem+spec.Mem > a.cfg.MemMiB+1e-9:
-		return nil, fmt.Sprintf("insufficient mem: need %s MiB, %s MiB unreserved", fmtNum(spec.Mem), fmtNum(max(0, a.cfg.MemMiB-mem)))
+	case cpus+needCpus > a.cfg.Cpus+1e-9:
+		return nil, fmt.Sprintf("insufficient cpus: need %s, %s unreserved", fmtNum(needCpus), fmtNum(max(0, a.cfg.Cpus-cpus)))
+	case mem+needMem > a.cfg.MemMiB+1e-9:
+		return nil, fmt.Sprintf("insufficient mem: need %s MiB, %s MiB unreserved", fmtNum(needMem), fmtNum(max(0, a.cfg.MemMiB-mem)))
 	case disk+needDisk > a.cfg.DiskMiB+1e-9:
 		return nil, fmt.Sprintf("insufficient disk: need %s MiB, %s MiB unreserved", fmtNum(needDisk), fmtNum(max(0, a.cfg.DiskMiB-disk)))
 	}
@@ -58,7 +73,7 @@ func (a *Agent) reserve(ap *app, inst *instance) (*Reservation, string) {
 	if reason != "" {
 		return nil, reason
 	}
-	r := &Reservation{Cpus: spec.Cpus, Mem: spec.Mem, Disk: needDisk, HostPorts: ports, Created: time.Now().UTC()}
+	r := &Reservation{Cpus: needCpus, Mem: needMem, Disk: needDisk, HostPorts: ports, Created: time.Now().UTC()}
 	for _, v := range spec.PersistentVolumes() {
 		u := newUUID()
 		r.Volumes = append(r.Volumes, ReservedVolume{
@@ -99,6 +114,10 @@ func (a *Agent) pickHostPorts(spec *marathon.App, used map[int]string) ([]int, s
 	for i, p := range want {
 		if p == 0 {
 			continue
+		}
+		if p < a.cfg.PortMin || p > a.cfg.PortMax {
+			// Validation refuses it; an app stored before that rule waits.
+			return nil, fmt.Sprintf("insufficient ports: host port %d is outside the agent's port range %d-%d ([resources] ports)", p, a.cfg.PortMin, a.cfg.PortMax)
 		}
 		if owner, ok := used[p]; ok {
 			return nil, fmt.Sprintf("insufficient ports: host port %d is reserved by %s", p, owner)

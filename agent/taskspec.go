@@ -29,13 +29,13 @@ func (a *Agent) taskSpec(ap *app, inst *instance, t *Task) (*sandbox.TaskSpec, e
 		InstanceID:  inst.id(),
 		Image:       spec.Image(),
 		SandboxDir:  t.SandboxDir,
-		CPUShares:   max(2, int64(math.Round(spec.Cpus*1024))),
-		MemoryBytes: int64(max(32, spec.Mem)) << 20,
+		CPUShares:   max(2, int64(math.Round(taskCpus(spec.Cpus)*1024))),
+		MemoryBytes: int64(taskMem(spec.Mem)) << 20,
 		StopTimeout: int(math.Ceil(a.cfg.killGrace(spec).Seconds())),
 	}
 	ts.MemorySwap = ts.MemoryBytes
-	if a.cfg.CPUQuota && spec.Cpus > 0 {
-		ts.CPUQuota = max(1000, int64(spec.Cpus*100000))
+	if a.cfg.CPUQuota {
+		ts.CPUQuota = max(1000, int64(taskCpus(spec.Cpus)*100000))
 	}
 	if d := spec.DockerSection(); d != nil {
 		ts.ForcePull = d.ForcePullImage

@@ -20,8 +20,10 @@ type Snapshot struct {
 	DockerUp    bool
 	Unreadable  []string // records set aside at start
 	Instances   []*InstanceView
-	appsByID    map[string]*AppView
-	tasksByID   map[string]*TaskView
+	// VolumeUse is the last measurement of each volume, by persistence id.
+	VolumeUse map[string]VolumeUse
+	appsByID  map[string]*AppView
+	tasksByID map[string]*TaskView
 }
 
 // App returns the view of one app, or nil.
@@ -161,6 +163,7 @@ func (a *Agent) publish() {
 		tasksByID: make(map[string]*TaskView, len(a.instances)),
 		Recovery:  a.recovery,
 		DockerUp:  a.dockerUp,
+		VolumeUse: a.usage.published,
 	}
 	for _, sa := range a.aside {
 		s.Unreadable = append(s.Unreadable, sa.Path)

@@ -21,18 +21,23 @@ type VolumeInfo struct {
 	ContainerPath string
 	Goal          string
 	SizeMiB       float64
-	UsedBytes     int64
-	Exists        bool
+	// UsedBytes is what the last measurement found (MeasuredAt), -1 before
+	// the first one.
+	UsedBytes  int64
+	MeasuredAt time.Time
+	Exists     bool
 	// Orphan: a directory on disk that no reservation owns. It is never
 	// deleted automatically.
 	Orphan bool
 }
 
 // Volumes lists every persistent volume: those reservations own, whether
-// or not their directory exists, and directories nobody owns. withUsage
-// also measures the bytes each one uses. It reads the disk on the
-// caller's goroutine, never on the loop.
-func (a *Agent) Volumes(withUsage bool) ([]VolumeInfo, error) {
+// or not their directory exists, and directories nobody owns, each with
+// the bytes it used at the last measurement (see startUsageScan): a
+// request never walks the volumes, which can hold millions of files. It
+// lists the volumes directory on the caller's goroutine, never on the
+// loop.
+func (a *Agent) Volumes() ([]VolumeInfo, error) {
 	snap := a.Snapshot()
 	onDisk, err := a.layout.ListVolumes()
 	if err != nil {
@@ -42,17 +47,24 @@ func (a *Agent) Volumes(withUsage bool) ([]VolumeInfo, error) {
 	for _, id := range onDisk {
 		exists[id] = true
 	}
+	measured := func(v VolumeInfo) VolumeInfo {
+		v.UsedBytes = -1
+		if u, ok := snap.VolumeUse[v.PersistenceID]; ok && v.Exists {
+			v.UsedBytes, v.MeasuredAt = u.UsedBytes, u.MeasuredAt
+		}
+		return v
+	}
 	var out []VolumeInfo
 	owned := map[string]bool{}
 	for _, inst := range snap.Instances {
 		for _, v := range inst.Reservation.Volumes {
 			dir, _ := a.layout.VolumeDir(v.PersistenceID) // a reserved id is a safe name
 			owned[v.PersistenceID] = true
-			out = append(out, VolumeInfo{
+			out = append(out, measured(VolumeInfo{
 				PersistenceID: v.PersistenceID, Path: dir, AppID: inst.AppID, InstanceID: inst.ID,
 				TaskID: inst.TaskID, ContainerPath: v.ContainerPath, Goal: string(inst.Goal),
 				SizeMiB: v.SizeMiB, Exists: exists[v.PersistenceID],
-			})
+			}))
 		}
 	}
 	for _, id := range onDisk {
@@ -60,14 +72,7 @@ func (a *Agent) Volumes(withUsage bool) ([]VolumeInfo, error) {
 			continue
 		}
 		dir, _ := a.layout.VolumeDir(id) // a directory entry is a safe name
-		out = append(out, VolumeInfo{PersistenceID: id, Path: dir, Exists: true, Orphan: true})
-	}
-	if withUsage {
-		for i := range out {
-			if out[i].Exists {
-				out[i].UsedBytes, _ = sandbox.DiskUsage(out[i].Path) // unreadable parts count as 0
-			}
-		}
+		out = append(out, measured(VolumeInfo{PersistenceID: id, Path: dir, Exists: true, Orphan: true}))
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].PersistenceID < out[j].PersistenceID })
 	return out, nil
@@ -126,16 +131,34 @@ const (
 )
 
 // usage holds the last measurement of each volume. It is owned by the
-// loop.
+// loop; published is what the snapshot shows of it, replaced (never
+// changed) after each measurement.
 type usage struct {
-	used     map[string]*volumeUse // by persistence id
-	scanning bool
+	used      map[string]*volumeUse // by persistence id
+	scanning  bool
+	published map[string]VolumeUse
 }
 
 // volumeUse is what the last measurement found for one volume.
 type volumeUse struct {
 	used   int64
+	at     time.Time
 	warned bool
+}
+
+// VolumeUse is the last measurement of a volume.
+type VolumeUse struct {
+	UsedBytes  int64
+	MeasuredAt time.Time
+}
+
+// publish makes the snapshot's copy of the measurements.
+func (u *usage) publish() {
+	m := make(map[string]VolumeUse, len(u.used))
+	for id, v := range u.used {
+		m[id] = VolumeUse{UsedBytes: v.used, MeasuredAt: v.at}
+	}
+	u.published = m
 }
 
 // usedBytes returns the last measured use of a volume, or -1.
@@ -158,7 +181,7 @@ func (u *usage) record(persistenceID string, used int64, ratio float64) (changed
 		u.used[persistenceID] = v
 	}
 	changed = v.used != used
-	v.used = used
+	v.used, v.at = used, time.Now().UTC()
 	switch {
 	case ratio >= usageWarnAt && !v.warned:
 		v.warned = true
@@ -172,7 +195,10 @@ func (u *usage) record(persistenceID string, used int64, ratio float64) (changed
 // forget drops a volume's measurement (its instance is gone).
 func (u *usage) forget(persistenceID string) { delete(u.used, persistenceID) }
 
-// startUsageScan measures the volumes of running instances on a worker.
+// startUsageScan measures every volume on a worker: those reservations
+// hold, whatever their instance's goal, and those nobody owns. The
+// measurements feed the warnings, the quota (running instances only),
+// the views and GET /mesolite/v1/volumes.
 func (a *Agent) startUsageScan() {
 	if a.usage.scanning {
 		return
@@ -180,7 +206,7 @@ func (a *Agent) startUsageScan() {
 	type job struct{ instID, persistenceID, dir string }
 	var jobs []job
 	for _, inst := range a.instances {
-		if r := inst.rec.Reservation; r != nil && r.VolumesCreated && inst.rec.Goal == GoalRunning {
+		if r := inst.rec.Reservation; r != nil && r.VolumesCreated {
 			for _, v := range r.Volumes {
 				if dir, err := a.layout.VolumeDir(v.PersistenceID); err == nil {
 					jobs = append(jobs, job{inst.id(), v.PersistenceID, dir})
@@ -188,11 +214,19 @@ func (a *Agent) startUsageScan() {
 			}
 		}
 	}
-	if len(jobs) == 0 {
-		return
-	}
 	a.usage.scanning = true
+	layout := a.layout
 	a.goWork(func(context.Context) {
+		reserved := map[string]bool{}
+		for _, j := range jobs {
+			reserved[j.persistenceID] = true
+		}
+		onDisk, _ := layout.ListVolumes() // none listed: none measured
+		for _, id := range onDisk {
+			if dir, err := layout.VolumeDir(id); err == nil && !reserved[id] {
+				jobs = append(jobs, job{"", id, dir})
+			}
+		}
 		used := make(map[string]int64, len(jobs))
 		for _, j := range jobs {
 			n, err := sandbox.DiskUsage(j.dir)
@@ -203,12 +237,19 @@ func (a *Agent) startUsageScan() {
 		a.post(func() {
 			a.usage.scanning = false
 			for _, j := range jobs {
-				if inst := a.instances[j.instID]; inst != nil {
-					if n, ok := used[j.persistenceID]; ok {
+				n, ok := used[j.persistenceID]
+				switch {
+				case !ok:
+				case j.instID == "":
+					a.usage.record(j.persistenceID, n, 0)
+				default:
+					if inst := a.instances[j.instID]; inst != nil {
 						a.onVolumeUsage(inst, j.persistenceID, n)
 					}
 				}
 			}
+			a.usage.publish()
+			a.changed = true
 		})
 	})
 }
@@ -228,6 +269,9 @@ func (a *Agent) onVolumeUsage(inst *instance, persistenceID string, used int64) 
 		return
 	}
 	ratio := float64(used) / (v.SizeMiB * (1 << 20))
+	if inst.rec.Goal != GoalRunning {
+		ratio = 0 // measured; warnings and the quota are for running ones
+	}
 	changed, warn := a.usage.record(persistenceID, used, ratio)
 	if changed {
 		inst.view = nil

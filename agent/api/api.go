@@ -795,7 +795,7 @@ func (s *Server) status(w http.ResponseWriter, _ *http.Request) {
 }
 
 func (s *Server) volumes(w http.ResponseWriter, r *http.Request) {
-	vols, err := s.a.Volumes(r.URL.Query().Get("usage") != "false")
+	vols, err := s.a.Volumes()
 	if err != nil {
 		writeError(w, err)
 		return

@@ -1,6 +1,8 @@
 package api
 
 import (
+	"time"
+
 	"encoding/json"
 	"maps"
 
@@ -179,15 +181,19 @@ type volumeJSON struct {
 	ContainerPath string  `json:"containerPath,omitempty"`
 	Goal          string  `json:"goal,omitempty"`
 	SizeMiB       float64 `json:"sizeMiB"`
-	UsedBytes     int64   `json:"usedBytes"`
-	Exists        bool    `json:"exists"`
-	Orphan        bool    `json:"orphan"`
+	// UsedBytes is the last measurement (-1 before the first), taken at
+	// MeasuredAt every [tasks] volume_usage_interval.
+	UsedBytes  int64  `json:"usedBytes"`
+	MeasuredAt string `json:"measuredAt,omitempty"`
+	Exists     bool   `json:"exists"`
+	Orphan     bool   `json:"orphan"`
 }
 
 func renderVolume(v agent.VolumeInfo) volumeJSON {
 	return volumeJSON{
 		PersistenceID: v.PersistenceID, Path: v.Path, AppID: v.AppID, InstanceID: v.InstanceID, TaskID: v.TaskID,
 		ContainerPath: v.ContainerPath, Goal: v.Goal, SizeMiB: v.SizeMiB, UsedBytes: v.UsedBytes, Exists: v.Exists, Orphan: v.Orphan,
+		MeasuredAt: formatOptionalTime(v.MeasuredAt),
 	}
 }
 
@@ -208,4 +214,12 @@ func renderRecovery(r agent.Recovery) recoveryJSON {
 		out.At = r.At.UTC().Format("2006-01-02T15:04:05.999999999Z07:00")
 	}
 	return out
+}
+
+// formatOptionalTime is Marathon's time format, or "" for the zero time.
+func formatOptionalTime(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return marathon.FormatTime(t)
 }

@@ -40,6 +40,11 @@ type Options struct {
 	// Its details carry paths of the app JSON, such as
 	// /container/portMappings(0)/labels/VIP_0. Nil accepts every label.
 	CheckVIPs func(appID string, ports []PortLabels) []Detail
+	// PortMin and PortMax are the agent's host port range ([resources]
+	// ports), which Mesos offers alone: a fixed host port must lie in it,
+	// and an app may not need more host ports than it holds. Zero: not
+	// checked.
+	PortMin, PortMax int
 }
 
 // unknownKey is how a CheckParameter error says the key is what is wrong.
@@ -229,6 +234,7 @@ func Validate(app *App, opts Options) error {
 			}
 		}
 	}
+	v.portRange(app, opts)
 	v.healthChecks(app)
 	v.residency(app)
 	if len(app.IPAddress) > 0 {
@@ -606,6 +612,51 @@ func (v *validator) ports(app *App) {
 		}
 		checkProto(p, pd.Protocol)
 		checkName("/portDefinitions", p, pd.Name)
+	}
+}
+
+// portRange refuses what the agent's host port range can never give: a
+// fixed host port outside it, a fixed host port for more than one
+// instance (one machine has each port once), and more host ports than the
+// range holds. Such an app would wait for resources forever.
+func (v *validator) portRange(app *App, opts Options) {
+	if opts.PortMax <= 0 || opts.PortMax < opts.PortMin {
+		return
+	}
+	where := fmt.Sprintf("the agent's port range %d-%d ([resources] ports in agent.toml)", opts.PortMin, opts.PortMax)
+	outside := func(p string, port int, dynamic string) {
+		if port > 0 && (port < opts.PortMin || port > opts.PortMax) {
+			v.add(p, "host port %d is outside %s: use a port inside it, or %s for one the agent picks", port, where, dynamic)
+		}
+	}
+	ports := hostPorts(app)
+	fixed := 0
+	if app.NetworkMode() == NetworkHost {
+		if app.RequirePorts {
+			for i, pd := range app.PortDefinitions {
+				outside(fmt.Sprintf("/portDefinitions(%d)/port", i), pd.Port, "port 0 or requirePorts false")
+			}
+		}
+	} else {
+		for i, pm := range app.PortMappings() {
+			if pm.HostPort != nil {
+				outside(fmt.Sprintf("/container/portMappings(%d)/hostPort", i), *pm.HostPort, "hostPort 0")
+			}
+		}
+	}
+	for _, p := range ports {
+		if p > 0 {
+			fixed++
+		}
+	}
+	size := opts.PortMax - opts.PortMin + 1
+	switch {
+	case len(ports) > size:
+		v.add("/", "an instance needs %d host ports, more than the %d of %s: use fewer ports, or widen the range", len(ports), size, where)
+	case len(ports)*app.Instances > size:
+		v.add("/instances", "%d instances need %d host ports (%d each), more than the %d of %s: run fewer instances, or widen the range", app.Instances, len(ports)*app.Instances, len(ports), size, where)
+	case fixed > 0 && app.Instances > 1:
+		v.add("/instances", "every instance needs the same fixed host port, which this one machine has once: run 1 instance, or use port 0 for ports the agent picks from %s", where)
 	}
 }
 

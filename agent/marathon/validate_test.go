@@ -23,6 +23,7 @@ func TestValidate(t *testing.T) {
 		}
 		return fmt.Errorf("user %q does not exist on this machine: create it (useradd %s) or change the app's \"user\"", name, name)
 	}}
+	ports := Options{PortMin: 31000, PortMax: 31009}
 	vol := func(v string) string { // baseApp's container with one volume
 		return `{"container":{"type":"DOCKER","docker":{"image":"img:1"},"volumes":[` + v + `]}}`
 	}
@@ -173,6 +174,18 @@ func TestValidate(t *testing.T) {
 		{name: "bridge mapping without containerPort", overlay: bridge(`{"hostPort":0}`), path: "/container/portMappings(0)/containerPort", msg: "needs a containerPort"},
 		{name: "duplicate fixed host ports", overlay: bridge(`{"containerPort":80,"hostPort":8080},{"containerPort":81,"hostPort":8080}`), path: "/container/portMappings(1)/hostPort", msg: "host port 8080 is used twice"},
 		{name: "negative host port", overlay: bridge(`{"containerPort":80,"hostPort":-1}`), path: "/container/portMappings(0)/hostPort", msg: "expected 0 to 65535"},
+		// The agent's host port range (issue 10): what it can never give
+		// is refused at POST instead of waiting forever.
+		{name: "host port inside the range", overlay: bridge(`{"containerPort":80,"hostPort":31005},{"containerPort":81,"hostPort":0}`), opts: ports},
+		{name: "host port outside the range", overlay: bridge(`{"containerPort":80,"hostPort":80}`), opts: ports, path: "/container/portMappings(0)/hostPort", msg: "host port 80 is outside the agent's port range 31000-31009 ([resources] ports"},
+		{name: "host port just past the range", overlay: bridge(`{"containerPort":80,"hostPort":0},{"containerPort":81,"hostPort":31010}`), opts: ports, path: "/container/portMappings(1)/hostPort", msg: "use a port inside it, or hostPort 0"},
+		{name: "required port outside the range", overlay: `{"requirePorts":true,"portDefinitions":[{"port":8080}]}`, opts: ports, path: "/portDefinitions(0)/port", msg: "host port 8080 is outside"},
+		{name: "service port outside the range is no host port", overlay: `{"portDefinitions":[{"port":10001}]}`, opts: ports},
+		{name: "more ports than the range", overlay: `{"portDefinitions":[{"port":0},{"port":0},{"port":0},{"port":0},{"port":0},{"port":0},{"port":0},{"port":0},{"port":0},{"port":0},{"port":0}]}`, opts: ports, path: "/", msg: "an instance needs 11 host ports, more than the 10"},
+		{name: "more ports than the range across instances", overlay: `{"instances":4,"portDefinitions":[{"port":0},{"port":0},{"port":0}]}`, opts: ports, path: "/instances", msg: "4 instances need 12 host ports"},
+		{name: "as many ports as the range", overlay: `{"instances":5,"portDefinitions":[{"port":0},{"port":0}]}`, opts: ports},
+		{name: "a fixed host port for two instances", overlay: `{"instances":2,"networks":[{"mode":"container/bridge"}],"container":{"docker":{"image":"img:1"},"portMappings":[{"containerPort":80,"hostPort":31001}]}}`, opts: ports, path: "/instances", msg: "this one machine has once"},
+		{name: "no range given: not checked", overlay: bridge(`{"containerPort":80,"hostPort":80}`)},
 
 		// health checks
 		{name: "health checks of every protocol", overlay: `{"portDefinitions":[{"port":0},{"port":0}],"healthChecks":[{"protocol":"HTTP"},{"protocol":"HTTPS","portIndex":1},{"protocol":"TCP"},{"protocol":"COMMAND","command":{"value":"true"}},{"protocol":"MESOS_HTTP","path":"/h"},{"protocol":"MESOS_HTTPS"},{"protocol":"MESOS_TCP","port":8080}]}`},

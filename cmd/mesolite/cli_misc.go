@@ -152,6 +152,9 @@ func volumeRow(v *volumeInfo) []string {
 		}
 	}
 	used := humanBytes(v.UsedBytes)
+	if v.UsedBytes < 0 {
+		used = "(not measured yet)"
+	}
 	if !v.Exists {
 		used = "(missing)"
 	}

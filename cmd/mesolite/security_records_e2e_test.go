@@ -22,25 +22,6 @@ import (
 // comes back on its own volume with its data, and no volume is ever
 // mounted by two running containers.
 
-// recordApp is the tutorial's test app under another id, healthy within
-// seconds.
-func recordApp(id string, neverHealthy bool) string {
-	env := `"DATA_DIR":"/mnt/mesos/sandbox/data"`
-	grace := 10
-	if neverHealthy {
-		env += `,"NO_LISTEN":"1"`
-		grace = 300
-	}
-	return fmt.Sprintf(`{"id":%q,"cpus":0.1,"mem":32,"instances":1,
- "networks":[{"mode":"container/bridge"}],
- "container":{"type":"DOCKER","docker":{"image":"mesolite/testapp:latest"},
-  "volumes":[{"containerPath":"data","mode":"RW","persistent":{"size":4}}],
-  "portMappings":[{"containerPort":8080,"hostPort":0}]},
- "env":{%s},
- "healthChecks":[{"protocol":"HTTP","path":"/health","portIndex":0,"gracePeriodSeconds":%d,"intervalSeconds":2,"timeoutSeconds":1,"maxConsecutiveFailures":3}],
- "upgradeStrategy":{"minimumHealthCapacity":0,"maximumOverCapacity":0}}`, id, env, grace)
-}
-
 // finding is one entry of /mesolite/v1/status recovery.findings.
 type finding struct {
 	Kind    string `json:"kind"`
