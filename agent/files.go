@@ -1,29 +1,39 @@
 package agent
 
 import (
-	"os"
-	"path/filepath"
-	"syscall"
+	"errors"
+	"io/fs"
 
 	"github.com/mesolite/mesolite/sandbox"
 )
 
-// Files of a task's sandbox that OpenTaskFile serves.
+// Files of a task's sandbox that ReadTaskFile serves.
 const (
 	StdoutFile = sandbox.StdoutFile
 	StderrFile = sandbox.StderrFile
 )
 
-// OpenTaskFile opens stdout or stderr of a task's sandbox, current task
-// or past, for reading; the caller closes it. Errors: ErrInvalid for
-// another name, ErrNotFound for an unknown task, a removed sandbox, or a
-// file the task has not written yet.
-func (a *Agent) OpenTaskFile(taskID, name string) (*os.File, error) {
+// TaskFileChunk is a part of a task's stdout or stderr.
+type TaskFileChunk struct {
+	Data []byte
+	// Offset is where Data starts; End is where the stream ends now.
+	// Offsets count the bytes the task ever wrote to the stream, across
+	// its rotated files (stdout, stdout.1, …): what rotation deleted is
+	// gone, and a read before it starts at the first byte kept.
+	Offset, End int64
+}
+
+// ReadTaskFile reads up to length bytes at offset of stdout or stderr of
+// a task's sandbox, current task or past; a negative offset reads
+// nothing and reports the end. Errors: ErrInvalid for another name,
+// ErrNotFound for an unknown task, a removed sandbox, or a stream the task
+// has not written yet.
+func (a *Agent) ReadTaskFile(taskID, name string, offset, length int64) (TaskFileChunk, error) {
 	if name != StdoutFile && name != StderrFile {
-		return nil, errorf(ErrInvalid, "path must be stdout or stderr")
+		return TaskFileChunk{}, errorf(ErrInvalid, "path must be stdout or stderr")
 	}
 	if TaskAppID(taskID) == "" {
-		return nil, errorf(ErrNotFound, "Task '%s' does not exist", taskID)
+		return TaskFileChunk{}, errorf(ErrNotFound, "Task '%s' does not exist", taskID)
 	}
 	dir := ""
 	if t := a.Snapshot().Task(taskID); t != nil {
@@ -32,14 +42,15 @@ func (a *Agent) OpenTaskFile(taskID, name string) (*os.File, error) {
 	if dir == "" {
 		var err error
 		if dir, err = a.layout.FindSandbox(taskID); err != nil {
-			return nil, errorf(ErrNotFound, "Task '%s' does not exist (or its sandbox was removed)", taskID)
+			return TaskFileChunk{}, errorf(ErrNotFound, "Task '%s' does not exist (or its sandbox was removed)", taskID)
 		}
 	}
-	// O_NOFOLLOW: the task owns its sandbox and could plant a link named
-	// stdout to a file only the agent may read.
-	f, err := os.OpenFile(filepath.Join(dir, name), os.O_RDONLY|syscall.O_NOFOLLOW, 0)
-	if err != nil {
-		return nil, errorf(ErrNotFound, "%s of task '%s' does not exist yet", name, taskID)
+	data, at, end, err := sandbox.ReadLog(dir, name, offset, length)
+	if errors.Is(err, fs.ErrNotExist) {
+		return TaskFileChunk{}, errorf(ErrNotFound, "%s of task '%s' does not exist yet", name, taskID)
 	}
-	return f, nil
+	if err != nil {
+		return TaskFileChunk{}, err
+	}
+	return TaskFileChunk{Data: data, Offset: at, End: end}, nil
 }

@@ -24,6 +24,11 @@ import (
 //	            "<inode> <offset>": the file with that inode starts at that
 //	            offset of the stream (the bytes the task ever wrote to it)
 //
+// The task owns its sandbox and can plant links there: every file is
+// opened without following a link (O_NOFOLLOW), and files made afresh
+// (the anchor) replace whatever had their name, so the agent never writes
+// to, or reads, a file of the task's choosing.
+//
 // A file is rotated when the next write would take it over the size
 // limit, at the last line end the write holds when it holds one. A line
 // that reaches the writer in pieces may be split between two files (as
@@ -65,7 +70,7 @@ func OpenLog(dir, name string, maxSize int64, maxFiles int) (*LogWriter, error) 
 		maxFiles = 1
 	}
 	w := &LogWriter{dir: dir, name: name, maxSize: maxSize, maxFiles: maxFiles}
-	f, err := os.OpenFile(w.path(0), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	f, err := os.OpenFile(w.path(0), os.O_WRONLY|os.O_APPEND|os.O_CREATE|syscall.O_NOFOLLOW, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", name, err)
 	}
@@ -192,7 +197,10 @@ func (w *LogWriter) rotate() error {
 // made aside, anchored, and renamed over the old one.
 func (w *LogWriter) replace() error {
 	tmp := w.path(0) + ".new"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_APPEND|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err := os.Remove(tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("rotate %s: %w", w.name, err)
+	}
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_APPEND|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o644)
 	if err != nil {
 		return fmt.Errorf("rotate %s: %w", w.name, err)
 	}
@@ -213,7 +221,7 @@ func (w *LogWriter) replace() error {
 }
 
 func (w *LogWriter) reopen(start int64) error {
-	f, err := os.OpenFile(w.path(0), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	f, err := os.OpenFile(w.path(0), os.O_WRONLY|os.O_APPEND|os.O_CREATE|syscall.O_NOFOLLOW, 0o644)
 	if err != nil {
 		return fmt.Errorf("rotate %s: %w", w.name, err)
 	}
@@ -325,7 +333,12 @@ func sortLogFiles(files logFiles) {
 func anchorPath(dir, name string) string { return filepath.Join(dir, "."+name+".anchor") }
 
 func readAnchor(dir, name string) (uint64, int64, bool) {
-	b, err := os.ReadFile(anchorPath(dir, name))
+	f, err := os.OpenFile(anchorPath(dir, name), os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	if err != nil {
+		return 0, 0, false
+	}
+	b, err := io.ReadAll(io.LimitReader(f, 64))
+	_ = f.Close() // read-only: nothing to lose
 	if err != nil {
 		return 0, 0, false
 	}
@@ -342,13 +355,30 @@ func readAnchor(dir, name string) (uint64, int64, bool) {
 func writeAnchor(dir, name string, ino uint64, start int64) error {
 	path := anchorPath(dir, name)
 	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, []byte(fmt.Sprintf("%d %d\n", ino, start)), 0o644); err != nil {
+	if err := createNew(tmp, []byte(fmt.Sprintf("%d %d\n", ino, start))); err != nil {
 		return fmt.Errorf("write %s anchor: %w", name, err)
 	}
 	if err := os.Rename(tmp, path); err != nil {
 		return fmt.Errorf("write %s anchor: %w", name, err)
 	}
 	return nil
+}
+
+// createNew writes a file afresh: whatever had its name (a link the task
+// planted) is removed, never written through.
+func createNew(path string, data []byte) error {
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o644)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 func inode(f *os.File) (uint64, error) {
@@ -415,7 +445,7 @@ func readLogOnce(dir, name string, offset, length int64) ([]byte, int64, int64, 
 		if f.n > 0 {
 			p += "." + strconv.Itoa(f.n)
 		}
-		fh, err := os.Open(p)
+		fh, err := os.OpenFile(p, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil, 0, 0, errRotated
 		}

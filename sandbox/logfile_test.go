@@ -198,3 +198,46 @@ func TestLogRotationCrashGap(t *testing.T) {
 		t.Fatalf("at %d end %d: kept %d bytes; %v", at, end, len(kept), err)
 	}
 }
+
+// TestLogPlantedLinks: the task owns its sandbox and may plant links
+// where the agent writes or reads; the agent writes through none and
+// reads through none.
+func TestLogPlantedLinks(t *testing.T) {
+	dir, outside := t.TempDir(), t.TempDir()
+	secret := filepath.Join(outside, "secret")
+	if err := os.WriteFile(secret, []byte("root only\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// A link named stdout: not opened for writing, not read.
+	if err := os.Symlink(secret, filepath.Join(dir, "stdout")); err != nil {
+		t.Fatal(err)
+	}
+	if w, err := OpenLog(dir, "stdout", 4096, 3); err == nil {
+		_, _ = w.Write([]byte("planted\n"))
+		w.Close()
+	}
+	if data, _, _, err := ReadLog(dir, "stdout", 0, 1<<20); err == nil && strings.Contains(string(data), "root only") {
+		t.Fatal("ReadLog read through a planted link")
+	}
+	// Links named like the anchor's temporary file and a rotated file:
+	// replaced, never written through.
+	if err := os.Symlink(secret, filepath.Join(dir, ".stderr.anchor.tmp")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(secret, filepath.Join(dir, "stderr.new")); err != nil {
+		t.Fatal(err)
+	}
+	for _, files := range []int{3, 1} {
+		w, err := OpenLog(dir, "stderr", 4096, files)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.Write(numbered(1, 2000)); err != nil {
+			t.Fatal(err)
+		}
+		w.Close()
+	}
+	if b, _ := os.ReadFile(secret); string(b) != "root only\n" {
+		t.Fatalf("a file outside the sandbox was written through a link: %q", b)
+	}
+}

@@ -729,7 +729,8 @@ func (s *Server) resetDelay(w http.ResponseWriter, r *http.Request, id string) {
 
 // readFile serves a task's sandbox file, as Mesos's /files/read does:
 // ?task=<id>&path=stdout&offset=N&length=M answers {"data","offset"};
-// offset -1 answers the file's size.
+// offset -1 answers the end of the stream (stdout with its rotated files,
+// see agent.ReadTaskFile).
 func (s *Server) readFile(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	taskID := q.Get("task")
@@ -737,14 +738,9 @@ func (s *Server) readFile(w http.ResponseWriter, r *http.Request) {
 	if name == "" {
 		name = agent.StdoutFile
 	}
-	f, err := s.a.OpenTaskFile(taskID, name)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
+	// The task and its file first: an unknown one is a 404 whatever the
+	// offset says.
+	if _, err := s.a.ReadTaskFile(taskID, name, -1, 0); err != nil {
 		writeError(w, err)
 		return
 	}
@@ -756,10 +752,6 @@ func (s *Server) readFile(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusBadRequest, msg("offset must be an integer"))
 		return
 	}
-	if offset < 0 {
-		writeJSON(w, http.StatusOK, map[string]any{"data": "", "offset": st.Size()})
-		return
-	}
 	length := int64(maxFileChunk)
 	if l := q.Get("length"); l != "" {
 		if length, err = strconv.ParseInt(l, 10, 64); err != nil || length < 0 {
@@ -768,16 +760,14 @@ func (s *Server) readFile(w http.ResponseWriter, r *http.Request) {
 		}
 		length = min(length, maxFileChunk)
 	}
-	if offset > st.Size() {
-		offset = st.Size()
-	}
-	buf := make([]byte, min(length, st.Size()-offset))
-	n, err := f.ReadAt(buf, offset)
-	if err != nil && !errors.Is(err, io.EOF) {
+	// The stream across its rotated files; offsets count from the task's
+	// first byte, so they stay right when a file rotates.
+	c, err := s.a.ReadTaskFile(taskID, name, offset, length)
+	if err != nil {
 		writeError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"data": string(buf[:n]), "offset": offset})
+	writeJSON(w, http.StatusOK, map[string]any{"data": string(c.Data), "offset": c.Offset})
 }
 
 func (s *Server) status(w http.ResponseWriter, _ *http.Request) {

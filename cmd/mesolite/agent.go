@@ -246,6 +246,7 @@ func serveAgent(cfg fileConfig, log zerolog.Logger) error {
 		d, err := docker.New(docker.Config{
 			Host: cfg.DockerHost, Layout: l, Logger: log, Failpoint: acfg.Failpoint,
 			InitBinary: initBinary, Fetcher: f,
+			LogMaxSize: cfg.Tasks.LogMaxSize.n, LogMaxFiles: cfg.Tasks.LogMaxFiles,
 		})
 		if err != nil {
 			return nil, err

@@ -383,7 +383,13 @@ func (c *cli) copyNew(ctx context.Context, task, file string, offset int64) (int
 		if _, err := c.stdout.Write([]byte(data)); err != nil {
 			return offset, err
 		}
-		offset += l
+		// Past a rotation that deleted what was not read yet, the answer
+		// starts later than asked: go on after it.
+		next := at + int64(len(data))
+		if next <= offset {
+			break // nothing more to read now
+		}
+		offset = next
 	}
 	return offset, nil
 }

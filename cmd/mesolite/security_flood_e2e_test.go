@@ -1,5 +1,3 @@
-//go:build securityfix
-
 package main
 
 import (

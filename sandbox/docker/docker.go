@@ -49,6 +49,7 @@ type dockerAPI interface {
 	ContainerInspect(ctx context.Context, containerID string) (container.InspectResponse, error)
 	ContainerList(ctx context.Context, options container.ListOptions) ([]container.Summary, error)
 	ContainerLogs(ctx context.Context, containerID string, options container.LogsOptions) (io.ReadCloser, error)
+	ContainerAttach(ctx context.Context, containerID string, options container.AttachOptions) (types.HijackedResponse, error)
 	ContainerExecCreate(ctx context.Context, containerID string, options container.ExecOptions) (container.ExecCreateResponse, error)
 	ContainerExecAttach(ctx context.Context, execID string, config container.ExecAttachOptions) (types.HijackedResponse, error)
 	ContainerExecInspect(ctx context.Context, execID string) (container.ExecInspect, error)
@@ -89,6 +90,10 @@ type Config struct {
 	// a container and starting it, the one crash window inside Run. The
 	// fault-injection tests kill the agent there.
 	Failpoint func(point string)
+	// LogMaxSize and LogMaxFiles bound each output stream of a task in its
+	// sandbox (see sandbox.LogWriter); zero: sandbox's defaults.
+	LogMaxSize  int64
+	LogMaxFiles int
 }
 
 // Runtime runs tasks as Docker containers. It negotiates the API version
@@ -112,6 +117,13 @@ type Runtime struct {
 	// checks routes TCP and HTTP checks along the path this host has to
 	// the containers (checks.go).
 	checks *probe.Router
+
+	logMaxSize  int64
+	logMaxFiles int
+	// copiers are the output copiers Run attached, by container id and
+	// name, until their container's output ends.
+	copiersMu sync.Mutex
+	copiers   map[string]*copier
 }
 
 // New connects (lazily) to the Docker daemon: cfg.Host, or where
@@ -127,7 +139,17 @@ func New(cfg Config) (*Runtime, error) {
 	if err != nil {
 		return nil, fmt.Errorf("docker client: %w", err)
 	}
-	d := &Runtime{Host: sandbox.Host{Layout: cfg.Layout, Fetcher: cfg.Fetcher}, api: c, raw: c, endpoint: host, agentID: cfg.Layout.AgentID, log: cfg.Logger, fail: cfg.Failpoint, init: cfg.InitBinary, checks: probe.NewRouter()}
+	if cfg.LogMaxSize <= 0 {
+		cfg.LogMaxSize = sandbox.DefaultLogMaxSize
+	}
+	if cfg.LogMaxFiles <= 0 {
+		cfg.LogMaxFiles = sandbox.DefaultLogMaxFiles
+	}
+	d := &Runtime{
+		Host: sandbox.Host{Layout: cfg.Layout, Fetcher: cfg.Fetcher}, api: c, raw: c, endpoint: host, agentID: cfg.Layout.AgentID,
+		log: cfg.Logger, fail: cfg.Failpoint, init: cfg.InitBinary, checks: probe.NewRouter(),
+		logMaxSize: cfg.LogMaxSize, logMaxFiles: cfg.LogMaxFiles, copiers: map[string]*copier{},
+	}
 	return d, nil
 }
 
@@ -161,8 +183,20 @@ func (d *Runtime) Endpoint() string { return d.endpoint }
 // package function).
 func (d *Runtime) CheckParameter(key, value string) error { return CheckParameter(key, value) }
 
-// Close releases the client's connections.
-func (d *Runtime) Close() error { return d.api.Close() }
+// Close ends the output copiers (their containers keep running; the next
+// agent follows their logs) and releases the client's connections.
+func (d *Runtime) Close() error {
+	d.copiersMu.Lock()
+	var cs []*copier
+	for _, c := range d.copiers {
+		cs = append(cs, c)
+	}
+	d.copiersMu.Unlock()
+	for _, c := range cs {
+		c.abort()
+	}
+	return d.api.Close()
+}
 
 // Version returns the daemon's version and API version.
 func (d *Runtime) Version(ctx context.Context) (string, string, error) {
@@ -254,10 +288,16 @@ func (d *Runtime) Run(ctx context.Context, spec *sandbox.TaskSpec, progress func
 		// It ran and stopped already: the caller sees it as finished.
 		return existing, nil
 	}
+	// Attached before it starts, so its output is copied from the first
+	// byte (see CopyLogs).
+	cp := d.attachOutput(ctx, existing.ID, name, spec.SandboxDir)
 	sctx, cancel := context.WithTimeout(ctx, callTimeout)
 	err = d.api.ContainerStart(sctx, existing.ID, container.StartOptions{})
 	cancel()
 	if err != nil {
+		if cp != nil {
+			cp.abort()
+		}
 		return existing, classify(err, "start container "+name)
 	}
 	return d.Inspect(ctx, existing.ID)

@@ -493,20 +493,24 @@ func TestDockerEventsDie(t *testing.T) {
 	}
 }
 
+// TestDockerCopyLogs: the output of a container Run started reaches the
+// sandbox through the copier Run attached, the exit line included, once;
+// a container whose copier ended (the agent stopped) is followed from the
+// last line copied by the next agent's runtime.
 func TestDockerCopyLogs(t *testing.T) {
 	t.Parallel()
 	e := newDockerEnv(t)
 	ctx := testCtx(t)
-	tk := e.newTask(t)
-	c := e.run(t, tk)
-	stdoutPath := filepath.Join(tk.sandbox, sandbox.StdoutFile)
-	stderrPath := filepath.Join(tk.sandbox, sandbox.StderrFile)
 	count := func(path, s string) int {
 		b, _ := os.ReadFile(path)
 		return strings.Count(string(b), s)
 	}
 
-	// First copy: follows the running container and returns when it exits.
+	// Attached: CopyLogs waits for the copier and returns at the exit.
+	tk := e.newTask(t)
+	c := e.run(t, tk)
+	stdoutPath := filepath.Join(tk.sandbox, sandbox.StdoutFile)
+	stderrPath := filepath.Join(tk.sandbox, sandbox.StderrFile)
 	done := make(chan error, 1)
 	go func() { done <- e.d.CopyLogs(ctx, c.ID, tk.sandbox) }()
 	eventually(t, 20*time.Second, "testapp starting in stdout", func() error {
@@ -531,49 +535,51 @@ func TestDockerCopyLogs(t *testing.T) {
 	if b, _ := os.ReadFile(stdoutPath); strings.Contains(string(b), "testapp stderr") {
 		t.Errorf("stderr leaked into stdout: %q", b)
 	}
-
-	// More output after the first copy returned: start it again, stop it.
-	if err := e.d.api.ContainerStart(ctx, c.ID, container.StartOptions{}); err != nil {
+	// A copy of a container whose end was copied adds nothing, in this
+	// runtime or the next.
+	before, _ := os.ReadFile(stdoutPath)
+	next, err := New(Config{Layout: e.layout, Logger: zerolog.Nop()})
+	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 20*time.Second, "the restarted container's output", func() error {
-		rc, err := e.d.api.ContainerLogs(ctx, c.ID, container.LogsOptions{ShowStdout: true})
-		if err != nil {
-			return err
+	defer next.Close()
+	for _, d := range []*Runtime{e.d, next} {
+		if err := d.CopyLogs(ctx, c.ID, tk.sandbox); err != nil {
+			t.Fatal(err)
 		}
-		defer rc.Close()
-		b, _ := io.ReadAll(rc)
-		if strings.Count(string(b), "testapp starting") != 2 {
-			return errors.New("not started again yet")
+	}
+	if after, _ := os.ReadFile(stdoutPath); string(after) != string(before) {
+		t.Errorf("a copy after the end changed stdout:\n%s\n---\n%s", before, after)
+	}
+
+	// Followed: the copier ends while the container runs (its agent
+	// stopped); the next agent's runtime follows the log from there.
+	tk2 := e.newTask(t)
+	c2 := e.run(t, tk2)
+	stdout2 := filepath.Join(tk2.sandbox, sandbox.StdoutFile)
+	eventually(t, 20*time.Second, "testapp starting in stdout", func() error {
+		if count(stdout2, "testapp starting") != 1 {
+			return errors.New("not yet")
 		}
 		return nil
 	})
-	if err := e.d.Stop(ctx, c.ID, 10*time.Second); err != nil {
-		t.Fatal(err)
+	e.d.copiersMu.Lock()
+	cp := e.d.copiers[c2.ID]
+	e.d.copiersMu.Unlock()
+	if cp == nil {
+		t.Fatal("Run attached no copier")
 	}
-
-	// Second copy: resumes after the last line copied, no duplicates.
-	if err := e.d.CopyLogs(ctx, c.ID, tk.sandbox); err != nil {
-		t.Fatalf("copy logs again: %v", err)
+	cp.abort()
+	waitHTTP(t, http.MethodPost, "http://"+net.JoinHostPort(c2.IPAddress, "8080")+"/exit?code=0", "", http.StatusAccepted)
+	if err := next.CopyLogs(ctx, c2.ID, tk2.sandbox); err != nil {
+		t.Fatalf("follow the log: %v", err)
 	}
-	for path, want := range map[string]map[string]int{
-		stdoutPath: {"testapp starting": 2, "testapp exiting with code 0": 1, "testapp got terminated": 1},
-		stderrPath: {"testapp stderr: pid": 2},
-	} {
-		for s, n := range want {
-			if got := count(path, s); got != n {
-				b, _ := os.ReadFile(path)
-				t.Errorf("%s holds %q %d times, want %d:\n%s", filepath.Base(path), s, got, n, b)
-			}
-		}
+	if n := count(stdout2, "testapp exiting with code 0"); n != 1 {
+		b, _ := os.ReadFile(stdout2)
+		t.Errorf("the exit line written while no copier was attached is %d times in stdout, want 1:\n%s", n, b)
 	}
-	// A third copy of a stopped container adds nothing.
-	before, _ := os.ReadFile(stdoutPath)
-	if err := e.d.CopyLogs(ctx, c.ID, tk.sandbox); err != nil {
-		t.Fatal(err)
-	}
-	if after, _ := os.ReadFile(stdoutPath); string(after) != string(before) {
-		t.Errorf("a third copy changed stdout:\n%s\n---\n%s", before, after)
+	if n := count(stdout2, "testapp starting"); n < 1 {
+		t.Errorf("the first line is gone")
 	}
 }
 

@@ -42,6 +42,7 @@ type fakeAPI struct {
 	inspect      func(id string) (container.InspectResponse, error)
 	list         func(opts container.ListOptions) ([]container.Summary, error)
 	logs         func(ctx context.Context, id string, opts container.LogsOptions) (io.ReadCloser, error)
+	attach       func(id string, opts container.AttachOptions) (types.HijackedResponse, error)
 	execCreate   func(id string, opts container.ExecOptions) (container.ExecCreateResponse, error)
 	execAttach   func(execID string) (types.HijackedResponse, error)
 	execInspect  func(execID string) (container.ExecInspect, error)
@@ -134,6 +135,25 @@ func (f *fakeAPI) ContainerLogs(ctx context.Context, id string, opts container.L
 	return f.logs(ctx, id, opts)
 }
 
+func (f *fakeAPI) ContainerAttach(_ context.Context, id string, opts container.AttachOptions) (types.HijackedResponse, error) {
+	f.record("attach " + id)
+	if f.attach == nil {
+		return types.HijackedResponse{}, f.unscripted("attach")
+	}
+	return f.attach(id, opts)
+}
+
+// attached returns what ContainerAttach returns: a connection whose
+// reading end gives the frames, then ends.
+func attached(frames ...[]byte) types.HijackedResponse {
+	server, conn := net.Pipe()
+	go func() {
+		_, _ = server.Write(stream(frames...))
+		server.Close()
+	}()
+	return types.NewHijackedResponse(conn, "application/vnd.docker.raw-stream")
+}
+
 func (f *fakeAPI) ContainerExecCreate(_ context.Context, id string, opts container.ExecOptions) (container.ExecCreateResponse, error) {
 	f.record("exec-create " + id)
 	if f.execCreate == nil {
@@ -205,7 +225,9 @@ func (f *fakeAPI) Close() error { return nil }
 
 func newFake(t *testing.T) (*Runtime, *fakeAPI) {
 	f := &fakeAPI{t: t}
-	return &Runtime{api: f, agentID: testAgentID, log: zerolog.Nop()}, f
+	// A started container's output: none, by default.
+	f.attach = func(string, container.AttachOptions) (types.HijackedResponse, error) { return attached(), nil }
+	return &Runtime{api: f, agentID: testAgentID, log: zerolog.Nop(), logMaxSize: 1 << 20, logMaxFiles: 3, copiers: map[string]*copier{}}, f
 }
 
 // Typed errors as the Docker client returns them.
