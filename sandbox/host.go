@@ -99,16 +99,39 @@ func (h Host) RemoveSandbox(_ context.Context, taskID string) error {
 	return h.Layout.RemoveExecutor(taskID)
 }
 
-// CreateVolume makes a persistent volume's directory if it does not exist,
-// after checking that the file system has its size free (ErrNoSpace). An
-// existing volume is left as it is.
+// CreateVolume records a persistent volume's owner (when v.Owner names
+// one), then makes its directory if it does not exist, after checking that
+// the file system has its size free (ErrNoSpace). An existing volume is
+// left as it is. Crash windows: after the record, before the directory,
+// the record alone is left (CreateVolume again finishes); the directory
+// never exists without its record.
 func (h Host) CreateVolume(_ context.Context, v Volume) error {
+	if v.Owner.AppID != "" {
+		o := v.Owner
+		o.PersistenceID, o.SizeMiB = v.PersistenceID, v.SizeMiB
+		if err := h.Layout.WriteOwner(o); err != nil {
+			return err
+		}
+	}
 	_, err := h.Layout.CreateVolume(v.PersistenceID, v.SizeMiB)
 	return err
 }
 
-// DestroyVolume deletes a persistent volume and everything in it. A
-// missing volume is not an error.
+// DestroyVolume deletes a persistent volume and everything in it, then
+// its owner record. A missing volume is not an error.
 func (h Host) DestroyVolume(_ context.Context, persistenceID string) error {
-	return h.Layout.DestroyVolume(persistenceID)
+	if err := h.Layout.DestroyVolume(persistenceID); err != nil {
+		return err
+	}
+	return h.Layout.RemoveOwner(persistenceID)
+}
+
+// VolumesOnDisk lists the volume directories and owner records on disk.
+func (h Host) VolumesOnDisk(_ context.Context) ([]VolumeOnDisk, error) {
+	return h.Layout.VolumesOnDisk()
+}
+
+// WriteVolumeOwner records (or corrects) a volume's owner.
+func (h Host) WriteVolumeOwner(_ context.Context, o VolumeOwner) error {
+	return h.Layout.WriteOwner(o)
 }

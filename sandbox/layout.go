@@ -221,7 +221,8 @@ func (l Layout) ListVolumes() ([]string, error) {
 	}
 	var out []string
 	for _, e := range entries {
-		if e.IsDir() {
+		// Dot names are no volumes (the owner records' directory).
+		if e.IsDir() && !strings.HasPrefix(e.Name(), ".") {
 			out = append(out, e.Name())
 		}
 	}

@@ -7,13 +7,17 @@ import (
 )
 
 // Labels every container of mesolite carries. LabelAgentID tells the
-// containers of one agent (one work directory) from all others.
+// containers of one agent (one work directory) from all others;
+// LabelWorkDir and LabelFrameworkID find them again, with the agent's
+// identity, when the agent's own record of it is lost.
 const (
-	LabelAgentID    = "mesolite.agent_id"
-	LabelAppID      = "mesolite.app_id"
-	LabelInstanceID = "mesolite.instance_id"
-	LabelTaskID     = "mesolite.task_id"
-	LabelMesosTask  = "MESOS_TASK_ID"
+	LabelAgentID     = "mesolite.agent_id"
+	LabelWorkDir     = "mesolite.work_dir"
+	LabelFrameworkID = "mesolite.framework_id"
+	LabelAppID       = "mesolite.app_id"
+	LabelInstanceID  = "mesolite.instance_id"
+	LabelTaskID      = "mesolite.task_id"
+	LabelMesosTask   = "MESOS_TASK_ID"
 )
 
 // Files in a sandbox.
@@ -104,10 +108,12 @@ func (s *TaskSpec) Name() string { return ContainerName(s.ContainerID) }
 // ContainerName is the container name for a Mesos container id.
 func ContainerName(containerID string) string { return "mesos-" + containerID }
 
-// Volume is a persistent volume to make: its id and declared size.
+// Volume is a persistent volume to make: its id and declared size, and
+// its owner, recorded beside it (see VolumeOwner) when Owner.AppID is set.
 type Volume struct {
 	PersistenceID string
 	SizeMiB       float64
+	Owner         VolumeOwner
 }
 
 // Container is what mesolite reads of a container.
@@ -125,6 +131,8 @@ type Container struct {
 	FinishedAt time.Time
 	IPAddress  string
 	Detailed   bool // from an inspect: exit code and times are known
+	// Mounts are the host directories the container mounts.
+	Mounts []string
 }
 
 // TaskID is the task the container runs.

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"runtime"
 	"sort"
 	"strconv"
@@ -240,6 +241,8 @@ func (d *Runtime) Run(ctx context.Context, spec *sandbox.TaskSpec, progress func
 	if err != nil {
 		return sandbox.Container{}, err
 	}
+	cfg.Labels[sandbox.LabelWorkDir] = d.Layout.WorkDir
+	cfg.Labels[sandbox.LabelFrameworkID] = d.Layout.FrameworkID
 	name := spec.Name()
 	existing, err := d.Inspect(ctx, name)
 	switch {
@@ -501,6 +504,9 @@ func (d *Runtime) Inspect(ctx context.Context, id string) (sandbox.Container, er
 		}
 		c.IPAddress = ipAddress(r.NetworkSettings.Networks, mode)
 	}
+	for _, m := range r.Mounts {
+		c.Mounts = append(c.Mounts, m.Source)
+	}
 	return c, nil
 }
 
@@ -527,7 +533,11 @@ func ipAddress(nets map[string]*network.EndpointSettings, mode string) string {
 	return nets[names[0]].IPAddress
 }
 
-// List returns every container, running or not, labelled for this agent.
+// List returns every container, running or not, of this agent, and
+// those of other agent ids that belong to this work directory: labelled
+// with it, or mounting a directory of it (containers of an agent whose
+// identity record was lost, or of a version without the label). The
+// agent never leaves the latter running beside its own.
 func (d *Runtime) List(ctx context.Context) ([]sandbox.Container, error) {
 	if err := d.ready(ctx); err != nil {
 		return nil, err
@@ -536,14 +546,21 @@ func (d *Runtime) List(ctx context.Context) ([]sandbox.Container, error) {
 	defer cancel()
 	list, err := d.api.ContainerList(ctx, container.ListOptions{
 		All:     true,
-		Filters: filters.NewArgs(filters.Arg("label", sandbox.LabelAgentID+"="+d.agentID)),
+		Filters: filters.NewArgs(filters.Arg("label", sandbox.LabelAgentID)),
 	})
 	if err != nil {
 		return nil, classify(err, "list containers")
 	}
+	workDir := filepath.Clean(d.Layout.WorkDir)
 	out := make([]sandbox.Container, 0, len(list))
 	for _, s := range list {
 		c := sandbox.Container{ID: s.ID, Image: s.Image, Labels: s.Labels, State: string(s.State)}
+		for _, m := range s.Mounts {
+			c.Mounts = append(c.Mounts, m.Source)
+		}
+		if !d.ours(c, workDir) {
+			continue
+		}
 		if len(s.Names) > 0 {
 			c.Name = strings.TrimPrefix(s.Names[0], "/")
 		}
@@ -554,6 +571,26 @@ func (d *Runtime) List(ctx context.Context) ([]sandbox.Container, error) {
 		out = append(out, c)
 	}
 	return out, nil
+}
+
+// ours reports whether a container is this agent's or its work
+// directory's.
+func (d *Runtime) ours(c sandbox.Container, workDir string) bool {
+	if c.Labels[sandbox.LabelAgentID] == d.agentID {
+		return true
+	}
+	if d.Layout.WorkDir == "" {
+		return false
+	}
+	if wd := c.Labels[sandbox.LabelWorkDir]; wd != "" {
+		return filepath.Clean(wd) == workDir
+	}
+	for _, m := range c.Mounts {
+		if strings.HasPrefix(filepath.Clean(m), workDir+string(filepath.Separator)) {
+			return true
+		}
+	}
+	return false
 }
 
 // Events calls fn for each start, die, oom and destroy of this agent's

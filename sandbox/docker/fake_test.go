@@ -638,23 +638,39 @@ func TestStopRemoveMissing(t *testing.T) {
 	}
 }
 
+// TestListFiltersOnAgent: List returns the agent's containers and those
+// of its work directory under another agent id (by label or by mount),
+// never another work directory's.
 func TestListFiltersOnAgent(t *testing.T) {
 	d, f := newFake(t)
+	d.Layout = sandbox.Layout{WorkDir: "/var/mesolite", AgentID: testAgentID}
+	withLabel := func(labels map[string]string, k, v string) map[string]string {
+		labels[k] = v
+		return labels
+	}
 	f.list = func(o container.ListOptions) ([]container.Summary, error) {
-		if !o.All || !o.Filters.ExactMatch("label", sandbox.LabelAgentID+"="+testAgentID) || o.Filters.Len() != 1 {
-			t.Errorf("list options = %+v, want all containers with our agent label", o)
+		if !o.All || !o.Filters.ExactMatch("label", sandbox.LabelAgentID) || o.Filters.Len() != 1 {
+			t.Errorf("list options = %+v, want all containers of mesolite", o)
 		}
 		return []container.Summary{{
 			ID: "abc", Names: []string{"/mesos-c1"}, Image: "img", State: "running",
 			Labels:          labelsOf(testAgentID, "t1"),
 			NetworkSettings: &container.NetworkSettingsSummary{Networks: map[string]*network.EndpointSettings{"bridge": {IPAddress: "172.17.0.3"}}},
-		}, {ID: "def", Names: []string{"/mesos-c2"}, State: "exited", Labels: labelsOf(testAgentID, "t2")}}, nil
+		}, {ID: "def", Names: []string{"/mesos-c2"}, State: "exited", Labels: labelsOf(testAgentID, "t2")},
+			{ID: "old-id-label", Names: []string{"/mesos-c3"}, State: "running", Labels: withLabel(labelsOf("lost-S0", "t3"), sandbox.LabelWorkDir, "/var/mesolite/")},
+			{ID: "old-id-mount", Names: []string{"/mesos-c4"}, State: "running", Labels: labelsOf("older-S0", "t4"),
+				Mounts: []container.MountPoint{{Source: "/var/mesolite/volumes/roles/marathon/t4#data#1"}}},
+			{ID: "other-dir", Names: []string{"/mesos-c5"}, State: "running", Labels: withLabel(labelsOf("other-S0", "t5"), sandbox.LabelWorkDir, "/var/mesolite-2")},
+			{ID: "other-mount", Names: []string{"/mesos-c6"}, State: "running", Labels: labelsOf("other-S0", "t6"),
+				Mounts: []container.MountPoint{{Source: "/var/mesolite-2/volumes/roles/marathon/t6#data#1"}}},
+		}, nil
 	}
 	got, err := d.List(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(got) != 2 || got[0].Name != "mesos-c1" || !got[0].Running || got[0].IPAddress != "172.17.0.3" || got[0].TaskID() != "t1" || got[1].Running || got[1].State != "exited" {
+	if len(got) != 4 || got[0].Name != "mesos-c1" || !got[0].Running || got[0].IPAddress != "172.17.0.3" || got[0].TaskID() != "t1" || got[1].Running || got[1].State != "exited" ||
+		got[2].ID != "old-id-label" || got[3].ID != "old-id-mount" || len(got[3].Mounts) != 1 {
 		t.Errorf("list = %+v", got)
 	}
 }
