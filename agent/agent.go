@@ -144,6 +144,24 @@ type Agent struct {
 	wakeups        map[string]time.Time // app id -> pending backoff wake-up
 	taskIndex      taskIndex
 	usage          usage
+	// findings are what the agent found damaged or missing (recover.go).
+	findings []Finding
+	// unowned: volumes no record names, by app and container path, for
+	// the app's next instance (takeUnowned).
+	unowned map[string][]string
+	// lostDeployments: deployments whose records were lost, by app id,
+	// redone at the first sync.
+	lostDeployments map[string]string
+	// ownerFixes and staleOwners: owner records restore found wrong, and
+	// records of volumes that are gone, for repairOwners.
+	ownerFixes  []sandbox.VolumeOwner
+	staleOwners []string
+	// fences: volumes (by persistence id) and instances ("instance:" id)
+	// that a container being removed still mounts, by container id; no
+	// task of theirs launches until it is gone. removing: the containers
+	// whose removal is in flight.
+	fences         map[string]string
+	removing       map[string]bool
 	publishPending bool // a deferred publish is due (publishSoon)
 
 	netFields
@@ -169,17 +187,21 @@ func New(cfg Config, st *store.Store, newRuntime func(sandbox.Layout) (Runtime, 
 			CheckUser:     sandbox.CheckUser,
 			PortMin:       cfg.PortMin, PortMax: cfg.PortMax,
 		},
-		bus:            newBus(cfg.Logger, cfg.Metrics),
-		inbox:          make(chan func(), 4096),
-		apps:           map[string]*app{},
-		instances:      map[string]*instance{},
-		deployments:    map[string]*deployment{},
-		dirtyApps:      map[string]bool{},
-		dirtyInstances: map[string]bool{},
-		orphans:        map[string]time.Time{},
-		wakeups:        map[string]time.Time{},
-		taskIndex:      taskIndex{},
-		launchSlots:    make(chan struct{}, maxParallelLaunches),
+		bus:             newBus(cfg.Logger, cfg.Metrics),
+		inbox:           make(chan func(), 4096),
+		apps:            map[string]*app{},
+		instances:       map[string]*instance{},
+		deployments:     map[string]*deployment{},
+		dirtyApps:       map[string]bool{},
+		dirtyInstances:  map[string]bool{},
+		orphans:         map[string]time.Time{},
+		wakeups:         map[string]time.Time{},
+		taskIndex:       taskIndex{},
+		unowned:         map[string][]string{},
+		lostDeployments: map[string]string{},
+		fences:          map[string]string{},
+		removing:        map[string]bool{},
+		launchSlots:     make(chan struct{}, maxParallelLaunches),
 	}
 	a.netKick = make(chan struct{}, 1)
 	if f := cfg.Network.InitialFacts; f != nil {
@@ -195,6 +217,9 @@ func New(cfg Config, st *store.Store, newRuntime func(sandbox.Layout) (Runtime, 
 		return nil, err
 	}
 	a.rt = rt
+	if err := a.repairOwners(context.Background()); err != nil {
+		return nil, err
+	}
 	a.opts.CheckParameter = rt.CheckParameter
 	a.publish()
 	return a, nil
@@ -233,19 +258,55 @@ func (a *Agent) CheckPath() probe.Info { return a.rt.ProbePath() }
 func (a *Agent) Config() Config { return a.cfg }
 
 // restore loads every record. A record that cannot be read is set aside
-// by the store and reported; the others load.
+// by the store and reported; the others load. What a lost or unreadable
+// record held is recovered from what the host shows (see recover.go):
+// the volumes' owner records, the sandboxes, the versions.
 func (a *Agent) restore() error {
-	ok, err := a.store.Get(kindAgent, "agent", &a.ident)
+	if err := a.loadApps(); err != nil {
+		return err
+	}
+	if err := a.loadInstances(); err != nil {
+		return err
+	}
+	deps, err := a.loadDeployments()
 	if err != nil {
-		return fmt.Errorf("read agent identity: %w (move %s aside to start afresh)", err, a.store.WorkDir())
+		return err
 	}
-	if !ok {
-		u := newUUID()
-		a.ident = identity{AgentID: u + "-S0", FrameworkID: newUUID() + "-0000", Created: time.Now().UTC()}
-		if err := a.store.Put(kindAgent, "agent", a.ident); err != nil {
-			return err
-		}
+	owners, err := sandbox.Layout{WorkDir: a.store.WorkDir(), Role: a.cfg.Role}.VolumesOnDisk()
+	if err != nil {
+		return fmt.Errorf("read the volumes' owner records: %w", err)
 	}
+	if err := a.restoreIdentity(owners); err != nil {
+		return err
+	}
+	if err := a.recoverApps(deps, owners); err != nil {
+		return err
+	}
+	if err := a.dropStrayVersions(); err != nil {
+		return err
+	}
+	if err := a.checkVersions(); err != nil {
+		return err
+	}
+	if err := a.attachDeployments(deps); err != nil {
+		return err
+	}
+	if err := a.recoverInstances(owners); err != nil {
+		return err
+	}
+	for _, s := range a.aside {
+		a.log.Error().Err(s.Err).Str("path", s.Path).Msg("record unreadable, set aside")
+	}
+	for _, ap := range a.apps {
+		a.dirtyApps[ap.id()] = true
+	}
+	for _, inst := range a.instances {
+		a.taskIndex.add(inst)
+	}
+	return nil
+}
+
+func (a *Agent) loadApps() error {
 	aside, err := a.store.Load(kindApps, func(key string, _ int, data json.RawMessage) error {
 		var rec appRecord
 		if err := json.Unmarshal(data, &rec); err != nil {
@@ -265,13 +326,11 @@ func (a *Agent) restore() error {
 		return nil
 	})
 	a.aside = append(a.aside, aside...)
-	if err != nil {
-		return err
-	}
-	if err := a.dropStrayVersions(); err != nil {
-		return err
-	}
-	aside, err = a.store.Load(kindInstances, func(key string, _ int, data json.RawMessage) error {
+	return err
+}
+
+func (a *Agent) loadInstances() error {
+	aside, err := a.store.Load(kindInstances, func(key string, _ int, data json.RawMessage) error {
 		var rec instanceRecord
 		if err := json.Unmarshal(data, &rec); err != nil {
 			return err
@@ -288,37 +347,26 @@ func (a *Agent) restore() error {
 		return nil
 	})
 	a.aside = append(a.aside, aside...)
-	if err != nil {
-		return err
-	}
-	aside, err = a.store.Load(kindDeployments, func(key string, _ int, data json.RawMessage) error {
+	return err
+}
+
+// loadDeployments reads the deployment records; attachDeployments gives
+// them to their apps once lost apps are recovered.
+func (a *Agent) loadDeployments() ([]*deployment, error) {
+	var out []*deployment
+	aside, err := a.store.Load(kindDeployments, func(key string, _ int, data json.RawMessage) error {
 		var d deployment
 		if err := json.Unmarshal(data, &d); err != nil {
 			return err
 		}
-		ap := a.apps[d.AppID]
-		if ap == nil || d.ID != key {
-			// The app it was for is gone: the deployment is over.
-			return a.store.Delete(kindDeployments, key)
+		if d.ID != key || d.AppID == "" {
+			return fmt.Errorf("record key %q does not match deployment %q", key, d.ID)
 		}
-		a.deployments[d.ID] = &d
-		ap.deployID = d.ID
+		out = append(out, &d)
 		return nil
 	})
 	a.aside = append(a.aside, aside...)
-	if err != nil {
-		return err
-	}
-	for _, s := range a.aside {
-		a.log.Error().Err(s.Err).Str("path", s.Path).Msg("record unreadable, set aside")
-	}
-	for _, ap := range a.apps {
-		a.dirtyApps[ap.id()] = true
-	}
-	for _, inst := range a.instances {
-		a.taskIndex.add(inst)
-	}
-	return nil
+	return out, err
 }
 
 // dropStrayVersions deletes the version records that a crash between

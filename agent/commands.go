@@ -82,6 +82,7 @@ func (a *Agent) addApp(spec *marathon.App, doc map[string]any) (*app, error) {
 }
 
 func (a *Agent) saveVersion(rec appRecord) error {
+	rec.Deployment = "" // a version is a definition, not a deployment
 	if err := a.store.Put(kindVersions, versionKey(rec.ID, rec.Version), rec); err != nil {
 		return err
 	}

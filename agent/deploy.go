@@ -54,6 +54,11 @@ func (a *Agent) startDeployment(ap *app, steps [][]string, previous *appRecord, 
 	a.fail("store.put.deployment")
 	a.deployments[d.ID] = d
 	ap.deployID = d.ID
+	// The app points at its deployment, so that losing the deployment's
+	// record is noticed. Going on when this save fails is safe: the
+	// deployment is known until the agent stops.
+	ap.rec.Deployment = d.ID
+	_ = a.saveApp(ap)
 	a.log.Info().Str("app_id", ap.id()).Str("deployment_id", d.ID).Strs("actions", d.currentActions()).Msg("deployment started")
 	a.bus.publish("deployment_info", map[string]any{"plan": d.planJSON(), "currentStep": d.stepJSON(d.CurrentStep - 1)})
 	a.changed = true
@@ -74,6 +79,12 @@ func (a *Agent) finishDeployment(ap *app, success bool) {
 	d := a.deployments[ap.deployID]
 	ap.deployID = ""
 	a.changed = true
+	if ap.rec.Deployment != "" {
+		// Before the deployment's record goes: an app pointing at a
+		// deployment without a record is one whose record was lost.
+		ap.rec.Deployment = ""
+		_ = a.saveApp(ap) // a pointer left behind is cleared at the next start
+	}
 	if d == nil {
 		return
 	}

@@ -60,8 +60,12 @@ type appRecord struct {
 	LastScalingAt      time.Time       `json:"lastScalingAt"`
 	LastConfigChangeAt time.Time       `json:"lastConfigChangeAt"`
 	Definition         json.RawMessage `json:"definition"`
-	Deleting           bool            `json:"deleting,omitempty"`
-	LastTaskFailure    *TaskFailure    `json:"lastTaskFailure,omitempty"`
+	// Deployment is the id of the app's deployment in progress, so that a
+	// lost deployment record is noticed (set after the deployment's record
+	// is written, cleared before it is deleted). Versions do not keep it.
+	Deployment      string       `json:"deployment,omitempty"`
+	Deleting        bool         `json:"deleting,omitempty"`
+	LastTaskFailure *TaskFailure `json:"lastTaskFailure,omitempty"`
 }
 
 // app is an app in memory.
@@ -101,6 +105,9 @@ type Reservation struct {
 	Created   time.Time        `json:"created"`
 	// VolumesCreated is set once every volume directory exists.
 	VolumesCreated bool `json:"volumesCreated"`
+	// PortsPending: the host ports are still to be picked (a reservation
+	// rebuilt from its volumes' owner records, whose own record was lost).
+	PortsPending bool `json:"portsPending,omitempty"`
 }
 
 // ReservedVolume is one persistent volume of a reservation.

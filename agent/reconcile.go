@@ -391,14 +391,24 @@ func (a *Agent) placeAndLaunch(ap *app, inst *instance) {
 			return
 		}
 		a.log.Info().Str("instance_id", inst.id()).Ints("host_ports", r.HostPorts).Msg("resources reserved")
+		a.claimUnowned(inst)
 		ap.waiting = ""
 		a.touchInstance(inst)
+	}
+	if r := inst.rec.Reservation; r.PortsPending && !a.pickPendingPorts(ap, inst) {
+		return
 	}
 	if r := inst.rec.Reservation; !r.VolumesCreated {
 		a.createVolumes(ap, inst)
 		return
 	}
 	if !a.synced || !a.dockerUp {
+		return
+	}
+	// Never beside a container that still mounts one of its volumes (of a
+	// previous agent or incarnation, being removed).
+	if reason := a.fencedBy(inst); reason != "" {
+		a.waitFor(ap, reason)
 		return
 	}
 	if wait := time.Until(ap.delay.notBefore); wait > 0 {
@@ -419,11 +429,12 @@ func (a *Agent) createVolumes(ap *app, inst *instance) {
 	}
 	inst.busy = "volumes"
 	vols := append([]ReservedVolume(nil), r.Volumes...)
+	owner := func(v ReservedVolume) sandbox.VolumeOwner { return a.volumeOwner(inst, v) }
 	a.goWork(func(ctx context.Context) {
 		var err error
 		var failed string
 		for _, v := range vols {
-			err = a.rt.CreateVolume(ctx, sandbox.Volume{PersistenceID: v.PersistenceID, SizeMiB: v.SizeMiB})
+			err = a.rt.CreateVolume(ctx, sandbox.Volume{PersistenceID: v.PersistenceID, SizeMiB: v.SizeMiB, Owner: owner(v)})
 			a.fail("volume.create")
 			if err != nil {
 				failed = v.PersistenceID

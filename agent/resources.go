@@ -75,6 +75,15 @@ func (a *Agent) reserve(ap *app, inst *instance) (*Reservation, string) {
 	}
 	r := &Reservation{Cpus: needCpus, Mem: needMem, Disk: needDisk, HostPorts: ports, Created: time.Now().UTC()}
 	for _, v := range spec.PersistentVolumes() {
+		// A volume of the app that no record names (its instance record
+		// and owner record were lost) is taken before a new one is made.
+		if pid := a.peekUnowned(spec.ID, v.ContainerPath); pid != "" {
+			r.Volumes = append(r.Volumes, ReservedVolume{
+				ContainerPath: v.ContainerPath, PersistenceID: pid,
+				UUID: pid[strings.LastIndex(pid, "#")+1:], SizeMiB: v.Persistent.Size,
+			})
+			continue
+		}
 		u := newUUID()
 		r.Volumes = append(r.Volumes, ReservedVolume{
 			ContainerPath: v.ContainerPath,

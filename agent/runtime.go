@@ -47,10 +47,15 @@ type HostRuntime interface {
 	Fetch(ctx context.Context, spec *sandbox.TaskSpec, progress func(string)) error
 	// RemoveSandbox deletes every run (sandbox) of a task.
 	RemoveSandbox(ctx context.Context, taskID string) error
-	// CreateVolume makes a persistent volume; an existing one is kept.
+	// CreateVolume records the volume's owner (v.Owner), then makes the
+	// volume; an existing one is kept.
 	CreateVolume(ctx context.Context, v sandbox.Volume) error
-	// DestroyVolume deletes a persistent volume; a missing one is done.
+	// DestroyVolume deletes a persistent volume and its owner record; a
+	// missing one is done.
 	DestroyVolume(ctx context.Context, persistenceID string) error
+	// WriteVolumeOwner records (or corrects) the owner of a volume, beside
+	// it (see sandbox.VolumeOwner). CreateVolume records v.Owner itself.
+	WriteVolumeOwner(ctx context.Context, o sandbox.VolumeOwner) error
 }
 
 // ContainerRuntime runs the tasks' containers.

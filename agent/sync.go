@@ -2,6 +2,9 @@ package agent
 
 import (
 	"context"
+	"fmt"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/mesolite/mesolite/metrics"
@@ -65,9 +68,14 @@ func (a *Agent) onSync(reason string, list []sandbox.Container, err error, took 
 		a.log.Info().Msg("docker answers again; reconciling")
 	}
 	a.synced, a.dockerUp = true, true
+	// A task's container is this agent's, named for the task's container
+	// id; a container of another agent id is never adopted (handleOrphans
+	// removes it).
 	byTask := map[string]sandbox.Container{}
 	for _, c := range list {
-		byTask[c.TaskID()] = c
+		if c.Labels[sandbox.LabelAgentID] == a.ident.AgentID {
+			byTask[c.TaskID()] = c
+		}
 	}
 	owned := map[string]bool{}
 	adopted, relaunched := 0, 0
@@ -77,6 +85,9 @@ func (a *Agent) onSync(reason string, list []sandbox.Container, err error, took 
 			continue
 		}
 		c, found := byTask[t.ID]
+		if found && c.Name != "" && c.Name != sandbox.ContainerName(t.ContainerID) {
+			found = false // an earlier container under the same task id
+		}
 		if found {
 			owned[c.ID] = true
 		}
@@ -115,6 +126,9 @@ func (a *Agent) onSync(reason string, list []sandbox.Container, err error, took 
 		}
 	}
 	orphans := a.handleOrphans(list, owned)
+	if first {
+		a.redoLostDeployments()
+	}
 	for _, inst := range a.instances {
 		a.dirtyInstances[inst.id()] = true
 	}
@@ -227,54 +241,131 @@ func (a *Agent) adopt(inst *instance, c sandbox.Container) {
 	a.touchInstance(inst)
 }
 
-// handleOrphans removes containers of this agent that no task owns, after
-// the grace period. Containers of other agents are never listed here: List
-// filters on this agent's id.
+// handleOrphans removes the containers that no task owns: those of this
+// agent, and those of its work directory under another agent id (List
+// returns both). One that mounts a volume of this work directory, runs an
+// incarnation of a known instance, or carries another agent id goes at
+// once, and until it is gone its volumes and instance are fenced: no task
+// launches on them (see fencedBy), so a volume is never mounted by two
+// running containers. The others go after the orphan grace period.
+// Nothing goes in dry-run mode; fenced instances wait then.
 func (a *Agent) handleOrphans(list []sandbox.Container, owned map[string]bool) int {
 	n := 0
 	seen := map[string]bool{}
+	volumesRoot := a.layout.VolumesRoot() + string(filepath.Separator)
 	for _, c := range list {
 		if owned[c.ID] {
 			continue
 		}
 		n++
 		seen[c.ID] = true
+		foreign := c.Labels[sandbox.LabelAgentID] != a.ident.AgentID
 		first, ok := a.orphans[c.ID]
 		if !ok {
 			first = time.Now()
 			a.orphans[c.ID] = first
-			a.log.Warn().Str("container_id", shortID(c.ID)).Str("name", c.Name).Str("task_id", c.TaskID()).
+			a.log.Warn().Str("container_id", shortID(c.ID)).Str("name", c.Name).Str("task_id", c.TaskID()).Bool("other_agent", foreign).
 				Dur("grace", a.cfg.OrphanGrace).Bool("dry_run", a.cfg.OrphanDryRun).Msg("orphan container: no task owns it")
 		}
-		// A stale incarnation of a known instance goes at once: it must
-		// never run beside its successor on the same volume.
-		stale := false
-		if inst := a.instances[c.Labels[sandbox.LabelInstanceID]]; inst != nil {
-			stale = true
+		var fence []string
+		for _, m := range c.Mounts {
+			if rest, ok := strings.CutPrefix(filepath.Clean(m), volumesRoot); ok {
+				fence = append(fence, strings.SplitN(rest, string(filepath.Separator), 2)[0])
+			}
 		}
-		if a.cfg.OrphanDryRun || (!stale && time.Since(first) < a.cfg.OrphanGrace) {
+		mountsVolume := len(fence) > 0
+		if inst := c.Labels[sandbox.LabelInstanceID]; inst != "" {
+			fence = append(fence, "instance:"+inst)
+		}
+		stale := foreign || mountsVolume || a.instances[c.Labels[sandbox.LabelInstanceID]] != nil
+		if stale {
+			for _, f := range fence {
+				a.fences[f] = c.ID
+			}
+		}
+		if a.cfg.OrphanDryRun || a.removing[c.ID] || (!stale && time.Since(first) < a.cfg.OrphanGrace) {
 			continue
 		}
-		id, name := c.ID, c.Name
-		delete(a.orphans, c.ID)
-		a.goWork(func(ctx context.Context) {
-			err := a.rt.Stop(ctx, id, a.cfg.KillGracePeriod)
-			if err == nil {
-				err = a.rt.Remove(ctx, id)
-			}
-			if err != nil {
-				a.log.Warn().Err(err).Str("container_id", shortID(id)).Msg("remove orphan container")
-				return
-			}
-			a.log.Info().Str("container_id", shortID(id)).Str("name", name).Msg("orphan container removed")
-		})
+		a.removeOrphan(c, fence)
 	}
 	for id := range a.orphans {
 		if !seen[id] {
 			delete(a.orphans, id)
 		}
 	}
+	// Fences of containers that are gone.
+	for f, id := range a.fences {
+		if !seen[id] && !a.removing[id] {
+			delete(a.fences, f)
+			a.touchFenced(f)
+		}
+	}
 	return n
+}
+
+// removeOrphan stops and removes an orphan container on a worker; its
+// fences fall once it is gone.
+func (a *Agent) removeOrphan(c sandbox.Container, fence []string) {
+	id, name := c.ID, c.Name
+	delete(a.orphans, id)
+	a.removing[id] = true
+	a.goWork(func(ctx context.Context) {
+		err := a.rt.Stop(ctx, id, a.cfg.KillGracePeriod)
+		if err == nil {
+			err = a.rt.Remove(ctx, id)
+		}
+		a.post(func() {
+			delete(a.removing, id)
+			if err != nil {
+				a.log.Warn().Err(err).Str("container_id", shortID(id)).Msg("remove orphan container; retrying at the next sync")
+				return
+			}
+			a.log.Info().Str("container_id", shortID(id)).Str("name", name).Msg("orphan container removed")
+			for _, f := range fence {
+				if a.fences[f] == id {
+					delete(a.fences, f)
+					a.touchFenced(f)
+				}
+			}
+		})
+	})
+}
+
+// touchFenced gives the instances a fallen fence held another decision.
+func (a *Agent) touchFenced(f string) {
+	for _, inst := range a.instances {
+		if f == "instance:"+inst.id() {
+			a.touchInstance(inst)
+			continue
+		}
+		if r := inst.rec.Reservation; r != nil {
+			for _, v := range r.Volumes {
+				if v.PersistenceID == f {
+					a.touchInstance(inst)
+				}
+			}
+		}
+	}
+}
+
+// fencedBy says why an instance may not launch yet: a container no task
+// owns still mounts one of its volumes, or runs an incarnation of it.
+func (a *Agent) fencedBy(inst *instance) string {
+	if id := a.fences["instance:"+inst.id()]; id != "" {
+		return fmt.Sprintf("container %s of an earlier incarnation or agent is being removed first", shortID(id))
+	}
+	if r := inst.rec.Reservation; r != nil {
+		for _, v := range r.Volumes {
+			if id := a.fences[v.PersistenceID]; id != "" {
+				what := "is being removed first"
+				if a.cfg.OrphanDryRun {
+					what = "is not removed (orphan_dry_run): stop it to go on"
+				}
+				return fmt.Sprintf("container %s, which no task owns, mounts volume %s and %s", shortID(id), v.PersistenceID, what)
+			}
+		}
+	}
+	return ""
 }
 
 // onDockerEvent handles a container event of this agent. An event is

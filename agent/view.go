@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"slices"
 	"sort"
 	"sync/atomic"
 	"time"
@@ -41,6 +42,9 @@ type Recovery struct {
 	Orphans     int
 	Unreadable  int
 	TookSeconds float64
+	// Findings are the records the agent found damaged or missing, and
+	// what it did about each (see recover.go).
+	Findings []Finding
 }
 
 // AppView is an app: its definition and what the agent knows of it.
@@ -168,6 +172,7 @@ func (a *Agent) publish() {
 	for _, sa := range a.aside {
 		s.Unreadable = append(s.Unreadable, sa.Path)
 	}
+	s.Recovery.Findings = slices.Clone(a.findings)
 	byApp := map[string][]*TaskView{}
 	// The instances of each app, oldest first, for the launch queue.
 	instsByApp := make(map[string][]*instance, len(a.apps))

@@ -27,8 +27,10 @@ type VolumeInfo struct {
 	MeasuredAt time.Time
 	Exists     bool
 	// Orphan: a directory on disk that no reservation owns. It is never
-	// deleted automatically.
-	Orphan bool
+	// deleted automatically. Released: the user let go of it (mesolite
+	// volume release); it is never given to an instance again.
+	Orphan   bool
+	Released bool
 }
 
 // Volumes lists every persistent volume: those reservations own, whether
@@ -72,7 +74,11 @@ func (a *Agent) Volumes() ([]VolumeInfo, error) {
 			continue
 		}
 		dir, _ := a.layout.VolumeDir(id) // a directory entry is a safe name
-		out = append(out, measured(VolumeInfo{PersistenceID: id, Path: dir, Exists: true, Orphan: true}))
+		v := VolumeInfo{PersistenceID: id, Path: dir, Exists: true, Orphan: true}
+		if o, err := a.layout.ReadOwner(id); err == nil {
+			v.AppID, v.ContainerPath, v.Released = o.AppID, o.ContainerPath, o.Released
+		}
+		out = append(out, measured(v))
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].PersistenceID < out[j].PersistenceID })
 	return out, nil
@@ -97,15 +103,10 @@ func (a *Agent) RemoveOrphanVolume(ctx context.Context, ref string) (string, err
 		return "", errorf(ErrInvalid, "%s", err.Error())
 	}
 	_, err = call(a, ctx, func() (struct{}, error) {
-		for _, inst := range a.instances {
-			if r := inst.rec.Reservation; r != nil {
-				for _, v := range r.Volumes {
-					if v.PersistenceID == id {
-						return struct{}{}, errorf(ErrConflict, "volume %s belongs to instance %s of app %s: kill its task with --wipe, or remove the app", id, inst.id(), inst.rec.AppID)
-					}
-				}
-			}
+		if err := a.unreserved(id); err != nil {
+			return struct{}{}, err
 		}
+		a.dropUnowned(id) // removing it is saying so: no instance gets it
 		return struct{}{}, nil
 	})
 	if err != nil {
@@ -118,6 +119,57 @@ func (a *Agent) RemoveOrphanVolume(ctx context.Context, ref string) (string, err
 		return "", err
 	}
 	a.log.Info().Str("volume", id).Msg("orphan volume removed on request")
+	return dir, nil
+}
+
+// unreserved refuses a volume a reservation owns (ErrConflict).
+func (a *Agent) unreserved(id string) error {
+	for _, inst := range a.instances {
+		if r := inst.rec.Reservation; r != nil {
+			for _, v := range r.Volumes {
+				if v.PersistenceID == id {
+					return errorf(ErrConflict, "volume %s belongs to instance %s of app %s: kill its task with --wipe, or remove the app", id, inst.id(), inst.rec.AppID)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// ReleaseVolume lets go of a volume that no reservation owns (mesolite
+// volume release): its data is kept, but it is never given to an instance
+// again, as a volume that no record names otherwise is (see recover.go);
+// the app's next instance gets a new, empty one. It stays an orphan until
+// removed (DELETE /mesolite/v1/volumes/{id}). ref is a persistence id.
+// Errors: ErrConflict for a reserved volume, ErrNotFound, ErrInvalid.
+func (a *Agent) ReleaseVolume(ctx context.Context, ref string) (string, error) {
+	dir, err := a.layout.VolumeDir(ref)
+	if err != nil {
+		return "", errorf(ErrInvalid, "%s", err.Error())
+	}
+	if !a.layout.VolumeExists(ref) {
+		return "", errorf(ErrNotFound, "volume %s does not exist", ref)
+	}
+	_, err = call(a, ctx, func() (struct{}, error) {
+		if err := a.unreserved(ref); err != nil {
+			return struct{}{}, err
+		}
+		a.dropUnowned(ref)
+		return struct{}{}, nil
+	})
+	if err != nil {
+		return "", err
+	}
+	o, err := a.layout.ReadOwner(ref)
+	if err != nil {
+		safe, cp, _ := parsePersistenceID(ref)
+		o = sandbox.VolumeOwner{PersistenceID: ref, AppID: "/" + safe, InstanceID: "(none)", ContainerPath: cp, Created: time.Now().UTC()}
+	}
+	o.Released = true
+	if err := a.rt.WriteVolumeOwner(ctx, o); err != nil {
+		return "", err
+	}
+	a.log.Info().Str("volume", ref).Msg("volume released on request: kept, never given to an instance")
 	return dir, nil
 }
 

@@ -11,6 +11,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -279,4 +281,77 @@ func syncDir(dir string) error {
 		return fmt.Errorf("sync %s: %w", dir, err)
 	}
 	return nil
+}
+
+// AgentDir is one agent identity that left sandboxes in a work directory:
+// slaves/<agent-id>/frameworks/<framework-id>.
+type AgentDir struct {
+	AgentID, FrameworkID string
+	ModTime              time.Time
+}
+
+// AgentDirs lists the identities the work directory's sandboxes were made
+// under, newest first.
+func (l Layout) AgentDirs() ([]AgentDir, error) {
+	slaves, err := os.ReadDir(filepath.Join(l.WorkDir, "slaves"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list sandboxes: %w", err)
+	}
+	var out []AgentDir
+	for _, s := range slaves {
+		if !s.IsDir() || !safeName(s.Name()) {
+			continue
+		}
+		fws, err := os.ReadDir(filepath.Join(l.WorkDir, "slaves", s.Name(), "frameworks"))
+		if err != nil {
+			continue // not a sandbox tree
+		}
+		for _, f := range fws {
+			info, err := f.Info()
+			if err != nil || !f.IsDir() || !safeName(f.Name()) {
+				continue
+			}
+			out = append(out, AgentDir{AgentID: s.Name(), FrameworkID: f.Name(), ModTime: info.ModTime()})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ModTime.After(out[j].ModTime) })
+	return out, nil
+}
+
+// ParseSandboxDir returns the agent and framework ids a sandbox path of
+// this work directory was made under.
+func (l Layout) ParseSandboxDir(dir string) (agentID, frameworkID string, ok bool) {
+	rel, err := filepath.Rel(l.WorkDir, dir)
+	if err != nil {
+		return "", "", false
+	}
+	parts := strings.Split(rel, string(filepath.Separator))
+	if len(parts) < 4 || parts[0] != "slaves" || parts[2] != "frameworks" || !safeName(parts[1]) || !safeName(parts[3]) {
+		return "", "", false
+	}
+	return parts[1], parts[3], true
+}
+
+// MaxIncarnation is the highest n of the sandboxes <instance>._app.<n>
+// left under any identity of the work directory, 0 when none.
+func (l Layout) MaxIncarnation(instanceID string) int {
+	dirs, _ := l.AgentDirs() // none listed: none counted
+	n := 0
+	for _, d := range dirs {
+		entries, err := os.ReadDir(filepath.Join(l.WorkDir, "slaves", d.AgentID, "frameworks", d.FrameworkID, "executors"))
+		if err != nil {
+			continue
+		}
+		for _, e := range entries {
+			if v, ok := strings.CutPrefix(e.Name(), instanceID+"._app."); ok {
+				if k, err := strconv.Atoi(v); err == nil && k > n {
+					n = k
+				}
+			}
+		}
+	}
+	return n
 }

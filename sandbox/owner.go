@@ -12,7 +12,7 @@ import (
 )
 
 // Every persistent volume has an owner record beside its directory, in
-// <work_dir>/volumes/roles/<role>/.owners/<persistence-id>: which app,
+// <work_dir>/volumes/owners/<role>/<persistence-id>: which app,
 // instance and container path it belongs to, and of which agent. It is
 // written (atomically, fsynced) before the directory is made and removed
 // after the directory is gone, so a volume directory without a readable
@@ -26,9 +26,11 @@ import (
 // OwnerSchema is the version of the owner record's format.
 const OwnerSchema = 1
 
-// ownersDir is the directory of the owner records, beside the volumes.
-// Volume directories never start with a dot.
-const ownersDir = ".owners"
+// OwnersRoot is the directory of the role's owner records, beside the
+// volumes' (roles/<role>), so that nothing listing the volumes sees them.
+func (l Layout) OwnersRoot() string {
+	return filepath.Join(l.WorkDir, "volumes", "owners", l.Role)
+}
 
 // VolumeOwner is the owner record of a persistent volume.
 type VolumeOwner struct {
@@ -54,7 +56,7 @@ func (l Layout) OwnerPath(persistenceID string) (string, error) {
 	if !safeName(persistenceID) || strings.HasPrefix(persistenceID, ".") {
 		return "", fmt.Errorf("%w: persistence id %q", ErrUnsafePath, persistenceID)
 	}
-	return filepath.Join(l.VolumesRoot(), ownersDir, persistenceID), nil
+	return filepath.Join(l.OwnersRoot(), persistenceID), nil
 }
 
 // WriteOwner replaces a volume's owner record atomically and durably:
@@ -157,7 +159,7 @@ func (l Layout) VolumesOnDisk() ([]VolumeOnDisk, error) {
 		ids[id] = true
 	}
 	var records []string
-	entries, err := os.ReadDir(filepath.Join(l.VolumesRoot(), ownersDir))
+	entries, err := os.ReadDir(l.OwnersRoot())
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("list volume owners: %w", err)
 	}

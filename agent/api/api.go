@@ -212,6 +212,16 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request, p string) {
 		only(w, r, "GET", s.readFile)
 	case p == "/mesolite/v1/volumes":
 		only(w, r, "GET", s.volumes)
+	case strings.HasPrefix(p, "/mesolite/v1/volumes/") && strings.HasSuffix(p, "/release"):
+		only(w, r, "POST", func(w http.ResponseWriter, r *http.Request) {
+			ref := strings.TrimSuffix(strings.TrimPrefix(p, "/mesolite/v1/volumes/"), "/release")
+			dir, err := s.a.ReleaseVolume(r.Context(), ref)
+			if err != nil {
+				writeError(w, err)
+				return
+			}
+			writeJSON(w, http.StatusOK, map[string]string{"released": dir})
+		})
 	case strings.HasPrefix(p, "/mesolite/v1/volumes/"):
 		only(w, r, "DELETE", func(w http.ResponseWriter, r *http.Request) {
 			// The persistence id (its "#" escaped as %23) or the volume's path.

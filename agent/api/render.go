@@ -187,13 +187,14 @@ type volumeJSON struct {
 	MeasuredAt string `json:"measuredAt,omitempty"`
 	Exists     bool   `json:"exists"`
 	Orphan     bool   `json:"orphan"`
+	Released   bool   `json:"released,omitempty"`
 }
 
 func renderVolume(v agent.VolumeInfo) volumeJSON {
 	return volumeJSON{
 		PersistenceID: v.PersistenceID, Path: v.Path, AppID: v.AppID, InstanceID: v.InstanceID, TaskID: v.TaskID,
 		ContainerPath: v.ContainerPath, Goal: v.Goal, SizeMiB: v.SizeMiB, UsedBytes: v.UsedBytes, Exists: v.Exists, Orphan: v.Orphan,
-		MeasuredAt: formatOptionalTime(v.MeasuredAt),
+		MeasuredAt: formatOptionalTime(v.MeasuredAt), Released: v.Released,
 	}
 }
 
@@ -206,10 +207,25 @@ type recoveryJSON struct {
 	Orphans     int     `json:"orphans"`
 	Unreadable  int     `json:"unreadable"`
 	TookSeconds float64 `json:"tookSeconds"`
+	// Findings: the records found damaged or missing, and what the agent
+	// did about each.
+	Findings []findingJSON `json:"findings"`
+}
+
+type findingJSON struct {
+	Kind    string `json:"kind"`
+	Key     string `json:"key"`
+	AppID   string `json:"appId,omitempty"`
+	Problem string `json:"problem"`
+	Action  string `json:"action"`
 }
 
 func renderRecovery(r agent.Recovery) recoveryJSON {
-	out := recoveryJSON{Done: r.Done, Adopted: r.Adopted, Relaunched: r.Relaunched, Orphans: r.Orphans, Unreadable: r.Unreadable, TookSeconds: r.TookSeconds}
+	out := recoveryJSON{Done: r.Done, Adopted: r.Adopted, Relaunched: r.Relaunched, Orphans: r.Orphans, Unreadable: r.Unreadable, TookSeconds: r.TookSeconds,
+		Findings: make([]findingJSON, len(r.Findings))}
+	for i, f := range r.Findings {
+		out.Findings[i] = findingJSON{Kind: f.Kind, Key: f.Key, AppID: f.AppID, Problem: f.Problem, Action: f.Action}
+	}
 	if !r.At.IsZero() {
 		out.At = r.At.UTC().Format("2006-01-02T15:04:05.999999999Z07:00")
 	}

@@ -102,6 +102,7 @@ type volumeInfo struct {
 	UsedBytes     int64   `json:"usedBytes"`
 	Exists        bool    `json:"exists"`
 	Orphan        bool    `json:"orphan"`
+	Released      bool    `json:"released"`
 }
 
 func volumeList(ctx context.Context, c *cli, inv *invocation) error {
@@ -144,7 +145,11 @@ var volumeColumns = []column{
 func volumeRow(v *volumeInfo) []string {
 	app, inst, goal, size := v.AppID, v.InstanceID, v.Goal, ftoa(v.SizeMiB)+" MiB"
 	if v.Orphan {
-		app, inst, goal, size = "---", "---", "(orphan)", "---"
+		// An orphan's app is what its owner record names, if it has one.
+		inst, goal, size = "---", "(orphan)", "---"
+		if v.Released {
+			goal = "(released)"
+		}
 	}
 	for _, s := range []*string{&app, &inst, &goal} {
 		if *s == "" {
@@ -174,6 +179,21 @@ func humanBytes(n int64) string {
 		}
 	}
 	return fmt.Sprintf("%d B", n)
+}
+
+func volumeRelease(ctx context.Context, c *cli, inv *invocation) error {
+	var r struct {
+		Released string `json:"released"`
+	}
+	b, _, err := c.api.do(ctx, http.MethodPost, "/mesolite/v1/volumes/"+url.PathEscape(inv.args[0])+"/release", nil, nil)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(b, &r); err != nil {
+		return fmt.Errorf("read the answer of volume release: %w", err)
+	}
+	fmt.Fprintf(c.stdout, "Released %s (kept in %s)\n", inv.args[0], r.Released)
+	return nil
 }
 
 func ping(ctx context.Context, c *cli, _ *invocation) error {

@@ -845,6 +845,16 @@ func TestCLIVolumeList(t *testing.T) {
 	if !regexp.MustCompile(`^PERSISTENCE-ID +APP +INSTANCE +GOAL +USED +SIZE\nold#data#1 +--- +--- +\(orphan\) +(\d+\.\d KiB|\(not measured yet\)) +---\n$`).MatchString(out) {
 		t.Fatalf("volume list --orphans printed\n%s", out)
 	}
+	// Released: kept, marked, never given to an instance.
+	if out := ta.ok("volume", "release", "old#data#1"); out != "Released old#data#1 (kept in "+orphan+")\n" {
+		t.Fatalf("volume release printed %q", out)
+	}
+	if out := ta.ok("volume", "list", "--orphans"); !regexp.MustCompile(`\nold#data#1 +/old +--- +\(released\) `).MatchString(out) {
+		t.Fatalf("volume list --orphans after release printed\n%s", out)
+	}
+	if r := ta.cli("", "volume", "release", vols[0].PersistenceID); r.code != 1 || !strings.Contains(r.err, "belongs to instance") {
+		t.Fatalf("release of a reserved volume: %+v", r)
+	}
 }
 
 func TestCLIUnreachable(t *testing.T) {

@@ -1,5 +1,3 @@
-//go:build securityfix
-
 package main
 
 import (
@@ -327,7 +325,9 @@ func TestSecurityRecordsVolumeOwners(t *testing.T) {
 	requireImage(t, dc, testAppImage, "test-image")
 	apps := []string{"/own-del", "/own-garble", "/own-trunc", "/own-both"}
 	w := newRecordWorld(t, 23290, apps, false)
-	owner := func(app string) string { return w.vols[app] + ".owner.json" }
+	owner := func(app string) string {
+		return filepath.Join(w.p.workDir, "volumes", "owners", "marathon", filepath.Base(w.vols[app]))
+	}
 	for _, app := range apps {
 		if _, err := os.Stat(owner(app)); err != nil {
 			t.Fatalf("no owner record beside the volume of %s: %v", app, err)
