@@ -347,9 +347,6 @@ func boolKeys(m map[string]string) map[string]bool {
 	return out
 }
 
-// ownersByVolume maps persistence ids to the owner records on disk.
-type ownersByVolume map[string]sandbox.VolumeOnDisk
-
 // recoverInstances compares the volumes on disk with the instances'
 // reservations:
 //   - the owner record of a reserved volume that is missing, unreadable or

@@ -31,12 +31,11 @@ import (
 // Only the listed origins get CORS headers, and their preflights an
 // answer; the agent's own pages need none.
 type Guard struct {
-	listenHost  string
-	anyIP       bool // listening on all addresses: every IP literal is the agent's
-	hostname    string
-	hosts       map[string]bool
-	origins     map[string]bool
-	originsText string
+	listenHost string
+	anyIP      bool // listening on all addresses: every IP literal is the agent's
+	hostname   string
+	hosts      map[string]bool
+	origins    map[string]bool
 }
 
 // NewGuard returns the guard of an API that listens on listen (host:port)

@@ -238,7 +238,7 @@ func (d *Runtime) openSink(sandboxDir string) (*sink, error) {
 	}
 	errw, err := sandbox.OpenLog(sandboxDir, sandbox.StderrFile, d.logMaxSize, d.logMaxFiles)
 	if err != nil {
-		out.Close()
+		_ = out.Close() // the error that matters is the open's
 		return nil, err
 	}
 	return &sink{stdout: out, stderr: errw, posPath: filepath.Join(sandboxDir, logPosFile)}, nil
