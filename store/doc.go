@@ -21,6 +21,9 @@
 //	                                a record that could not be read, set aside
 //	  volumes/roles/<role>/<persistence-id>/
 //	                                persistent volumes (package sandbox)
+//	  volumes/owners/<role>/<persistence-id>
+//	                                each volume's owner record (package sandbox):
+//	                                what the agent rebuilds a lost instance from
 //	  slaves/<agent-id>/frameworks/<framework-id>/executors/<task-id>/runs/<container-id>/
 //	                                task sandboxes (package sandbox)
 //
