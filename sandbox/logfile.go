@@ -20,7 +20,7 @@ import (
 //	stdout.1    the one before it, full
 //	…
 //	stdout.N-1  the oldest kept; N is the number of files (LogMaxFiles)
-//	.stdout.anchor
+//	.mesolite-stdout.anchor
 //	            "<inode> <offset>": the file with that inode starts at that
 //	            offset of the stream (the bytes the task ever wrote to it)
 //
@@ -330,7 +330,9 @@ func sortLogFiles(files logFiles) {
 	}
 }
 
-func anchorPath(dir, name string) string { return filepath.Join(dir, "."+name+".anchor") }
+// anchorPath is the stream's anchor; mesolite's own files in a sandbox
+// start with .mesolite-.
+func anchorPath(dir, name string) string { return filepath.Join(dir, ".mesolite-"+name+".anchor") }
 
 func readAnchor(dir, name string) (uint64, int64, bool) {
 	f, err := os.OpenFile(anchorPath(dir, name), os.O_RDONLY|syscall.O_NOFOLLOW, 0)

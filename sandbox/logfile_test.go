@@ -221,7 +221,7 @@ func TestLogPlantedLinks(t *testing.T) {
 	}
 	// Links named like the anchor's temporary file and a rotated file:
 	// replaced, never written through.
-	if err := os.Symlink(secret, filepath.Join(dir, ".stderr.anchor.tmp")); err != nil {
+	if err := os.Symlink(secret, filepath.Join(dir, ".mesolite-stderr.anchor.tmp")); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.Symlink(secret, filepath.Join(dir, "stderr.new")); err != nil {
