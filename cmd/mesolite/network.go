@@ -20,6 +20,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/mesolite/mesolite/agent"
+	"github.com/mesolite/mesolite/sandbox/docker"
 	"github.com/mesolite/mesolite/sandbox/netplane"
 )
 
@@ -96,11 +97,11 @@ func openNetwork(ctx context.Context, cfg fileConfig, log zerolog.Logger) (agent
 	if n.Mode == "off" {
 		return off("[network] mode = \"off\"")
 	}
-	opts := []client.Opt{client.FromEnv, client.WithAPIVersionNegotiation()}
-	if cfg.DockerHost != "" {
-		opts = append(opts, client.WithHost(cfg.DockerHost))
+	host := cfg.DockerHost
+	if host == "" {
+		host, _ = docker.ResolveHost(os.Getenv) // the daemon the tasks run on
 	}
-	cli, err := client.NewClientWithOpts(opts...)
+	cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation(), client.WithHost(host))
 	if err != nil {
 		return off(fmt.Sprintf("no Docker client: %v", err))
 	}
@@ -160,6 +161,9 @@ func openNetwork(ctx context.Context, cfg fileConfig, log zerolog.Logger) (agent
 	}
 	if nc.DNS != nil {
 		ev = ev.Str("dns", nc.DNS.Address.String()).Strs("dns_upstream", nc.DNS.Upstreams)
+	}
+	if r := plane.Remote(); r != "" {
+		ev = ev.Str("where", r+": the helper serves VIPs and names there, to the tasks; this machine's shell does not reach them")
 	}
 	ev.Msg("networking on: VIPs and Mesos-DNS names")
 	return nc, plane

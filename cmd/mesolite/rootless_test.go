@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/exec"
 	"os/user"
@@ -17,11 +18,21 @@ import (
 
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/client"
+
+	"github.com/mesolite/mesolite/sandbox/netplane/netplanetest"
 )
 
 // rootlessUser is the unprivileged user TestRootless runs rootless Docker
 // and the agent as; .ci/run makes it (with subordinate ids).
 const rootlessUser = "mesolite-rootless"
+
+// The rootless test's VIP, in a block of 198.18.0.0/15 its guard covers,
+// and its named-VIP block.
+const (
+	rootlessVIPBlock = "198.18.77.0/24"
+	rootlessVIP      = "198.18.77.10:8080"
+	rootlessNamed    = "198.19.77.0/24"
+)
 
 // dockerdRootless is Debian's script that starts dockerd in rootlesskit.
 const dockerdRootless = "/usr/share/docker.io/contrib/dockerd-rootless.sh"
@@ -34,7 +45,9 @@ const dockerdRootless = "/usr/share/docker.io/contrib/dockerd-rootless.sh"
 // addresses (they are in rootlesskit's network namespace) and takes the
 // helper path; the tutorial's test app runs with its persistent volume
 // bind-mounted from the work directory and its port published in the
-// agent's range, and becomes healthy through the helper.
+// agent's range, and becomes healthy through the helper; networking runs
+// in rootlesskit's namespace through the network helper, and another
+// container of the rootless daemon reaches the app through its VIP.
 func TestRootless(t *testing.T) {
 	sys := requireDocker(t)
 	requireImage(t, sys, "mesolite/testapp:latest", "test-image")
@@ -53,6 +66,9 @@ func TestRootless(t *testing.T) {
 	if fi, err := os.Stat("/dev/net/tun"); err != nil || fi.Mode().Perm()&0o006 != 0o006 {
 		missing(t, "/dev/net/tun is not open to users (mode %v, %v): slirp4netns cannot make its tap device; chmod 0666 /dev/net/tun, Debian's mode (.ci/run does)", fi.Mode(), err)
 	}
+	// Before any connection: packets to the test's VIP blocks that would
+	// leave this machine are dropped.
+	netplanetest.Guard(t, "ltrl", netip.MustParsePrefix(rootlessVIPBlock), netip.MustParsePrefix(rootlessNamed))
 	uid, _ := strconv.Atoi(u.Uid)
 	gid, _ := strconv.Atoi(u.Gid)
 	cred := &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: []uint32{}}
@@ -149,7 +165,9 @@ func TestRootless(t *testing.T) {
 	p := &agentProc{t: t, bin: mesoliteBinary(t), workDir: filepath.Join(base, "work"), config: filepath.Join(base, "agent.toml"),
 		logPath: filepath.Join(base, "agent.log"), addr: freeAddr(t), cred: cred, env: env}
 	cfgText := strings.Replace(fmt.Sprintf(e2eConfig, lo, lo+9), `check_path = "direct"`, `check_path = "auto"`, 1)
-	cfgText = fmt.Sprintf("docker_host = %q\n", host) + cfgText + e2eNetworkOff
+	// Networking on: the VIP rules go where the tasks' network is, in
+	// rootlesskit's namespace, through the network helper.
+	cfgText = fmt.Sprintf("docker_host = %q\n", host) + cfgText + fmt.Sprintf("[network]\nmode = \"auto\"\ntable = \"mesolite_lt_rl\"\nnamed_vip_range = %q\ndns = false\n", rootlessNamed)
 	if err := os.WriteFile(p.config, []byte(cfgText), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -172,9 +190,24 @@ func TestRootless(t *testing.T) {
 		t.Fatalf("the agent's log does not say that rootless Docker enforces no limits:\n%s", tail(string(logText), 30))
 	}
 
+	var netst struct {
+		Network struct {
+			Mode string `json:"mode"`
+			Off  string `json:"off"`
+		} `json:"network"`
+	}
+	if err := p.getJSON("/mesolite/v1/status", &netst); err != nil || netst.Network.Mode != "helper" {
+		t.Fatalf("network mode %q (%s, %v), want helper: rootless Docker's rules are served by the helper in its namespace", netst.Network.Mode, netst.Network.Off, err)
+	}
+
+	// The tutorial's app, with its VIP in the test's guarded block.
 	def, err := os.ReadFile(filepath.Join("..", "..", "testdata", "testapp.marathon.json"))
 	if err != nil {
 		t.Fatal(err)
+	}
+	def = []byte(strings.Replace(string(def), `"5.4.3.2:8080"`, `"`+rootlessVIP+`"`, 1))
+	if !strings.Contains(string(def), rootlessVIP) {
+		t.Fatal("the test app's definition has no VIP_0 to replace")
 	}
 	if code, body := p.do("POST", "/v2/apps", rawJSON(string(def))); code != 201 {
 		t.Fatalf("POST testapp: %d %s", code, body)
@@ -211,6 +244,29 @@ func TestRootless(t *testing.T) {
 		if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != uid {
 			t.Fatalf("volume file owned by uid %d, want the user's %d (root in the container is the user)", st.Uid, uid)
 		}
+	}
+
+	// Another container of the rootless daemon reaches the app through its
+	// VIP: the rules are in rootlesskit's namespace, applied by the helper.
+	// The guard (installed before) drops any packet to the test's blocks
+	// that would leave this machine, slirp4netns's included.
+	waitUntil(t, 30*time.Second, "the VIP's backend in the rules", func() bool {
+		var vips struct {
+			VIPs []struct {
+				Backends []struct {
+					InRules bool `json:"inRules"`
+				} `json:"backends"`
+			} `json:"vips"`
+		}
+		return p.getJSON("/mesolite/v1/vips", &vips) == nil && len(vips.VIPs) == 1 && len(vips.VIPs[0].Backends) == 1 && vips.VIPs[0].Backends[0].InRules
+	})
+	out, err := exec.Command("docker", "-H", host, "run", "--rm", "--entrypoint", "/bin/sh", "mesolite/testapp:latest", "-c", "get http://"+rootlessVIP+"/health 3").CombinedOutput()
+	if err != nil || strings.Count(string(out), "ok") != 3 {
+		t.Fatalf("3 GETs through the VIP %s from a container of the rootless daemon: %v\n%s", rootlessVIP, err, out)
+	}
+	t.Logf("through the VIP %s from a rootless container: %q", rootlessVIP, strings.TrimSpace(string(out)))
+	if n := netplanetest.GuardDrops(t, "ltrl"); n != 0 {
+		t.Fatalf("the guard dropped %d packets to the test's VIP blocks", n)
 	}
 
 	// Clean up as a user would: remove the app, stop, clean up the helper.

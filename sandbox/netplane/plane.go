@@ -64,6 +64,7 @@ type DockerAPI interface {
 type Plane struct {
 	mode   Mode
 	reason string
+	remote string // why the rules are where Docker's containers are (Remote)
 	log    zerolog.Logger
 	table  string
 
@@ -101,7 +102,19 @@ func Open(ctx context.Context, cfg Config) *Plane {
 		return p.off("VIPs and Mesos-DNS names are off: [network] mode = \"off\"")
 	}
 	if why := unreachableHost(ctx, cfg.Docker); why != "" {
-		return p.off("VIPs and Mesos-DNS names are off: " + why)
+		// The rules belong where the tasks' network is: the helper, with
+		// Docker's host networking, runs there (Docker Desktop's virtual
+		// machine, rootless Docker's network namespace) and serves VIPs
+		// and names to the tasks; this machine's shell does not reach them.
+		if mode == string(ModeKernel) {
+			return p.off("VIPs and Mesos-DNS names are off: [network] mode = \"kernel\", but " + why)
+		}
+		h, err := p.openHelper(ctx, cfg)
+		if err != nil {
+			return p.off("VIPs and Mesos-DNS names are off: " + why + ", and the helper container that would serve them there does not work: " + err.Error())
+		}
+		p.mode, p.helper, p.remote = ModeHelper, h, why
+		return p
 	}
 	var kernelErr error
 	if mode == "auto" || mode == string(ModeKernel) {
@@ -192,6 +205,11 @@ func (p *Plane) Mode() Mode { return p.mode }
 
 // Reason says why the plane is off ("" when it is on).
 func (p *Plane) Reason() string { return p.reason }
+
+// Remote says why the rules are not in this machine's kernel but where
+// Docker's containers are (Docker Desktop, rootless Docker), served by the
+// helper to the tasks only; "" when they are on this machine.
+func (p *Plane) Remote() string { return p.remote }
 
 // Table is the nftables table the plane owns.
 func (p *Plane) Table() string { return p.table }
