@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"net/netip"
 	"os"
 	"strings"
@@ -26,16 +27,28 @@ import (
 // The kernel tests own 198.18.11.0/24 (VIPs) and 198.19.211.0/24 (named
 // VIPs); the helper tests 198.18.12.0/24 and 198.19.212.0/24.
 
+// freePort is a port free on the bridge's gateway; for "udp", one free
+// for UDP and for TCP both, as a DNS server listens on both (a UDP port
+// whose TCP twin another test holds made the DNS server fail to start).
 func freePort(t testing.TB, network string) uint16 {
 	t.Helper()
 	switch network {
 	case "udp":
-		c, err := net.ListenPacket("udp4", "172.17.0.1:0")
-		if err != nil {
-			t.Fatal(err)
+		for range 50 {
+			c, err := net.ListenPacket("udp4", "172.17.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			port := c.LocalAddr().(*net.UDPAddr).Port
+			l, err := net.Listen("tcp4", net.JoinHostPort("172.17.0.1", strconv.Itoa(port)))
+			c.Close()
+			if err == nil {
+				l.Close()
+				return uint16(port)
+			}
 		}
-		defer c.Close()
-		return uint16(c.LocalAddr().(*net.UDPAddr).Port)
+		t.Fatal("no port free for both UDP and TCP on 172.17.0.1 in 50 tries")
+		return 0
 	default:
 		l, err := net.Listen("tcp4", ":0")
 		if err != nil {
