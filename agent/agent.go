@@ -133,17 +133,24 @@ type Agent struct {
 	deployments    map[string]*deployment
 	dirtyApps      map[string]bool
 	dirtyInstances map[string]bool
-	changed        bool
-	synced         bool // Docker state has been read since start
-	dockerUp       bool
-	syncing        bool
-	orphans        map[string]time.Time // container id -> first seen
-	lastVersion    time.Time
-	recovery       Recovery
-	aside          []store.SetAside
-	wakeups        map[string]time.Time // app id -> pending backoff wake-up
-	taskIndex      taskIndex
-	usage          usage
+	// dirtyDeployments are the deployments that may have progressed.
+	dirtyDeployments map[string]bool
+	// groups are the group records, by id.
+	groups map[string]*groupRecord
+	// readiness holds the readiness checks of tasks that deployments wait
+	// for, by task id (see readiness.go).
+	readiness   map[string]*readinessState
+	changed     bool
+	synced      bool // Docker state has been read since start
+	dockerUp    bool
+	syncing     bool
+	orphans     map[string]time.Time // container id -> first seen
+	lastVersion time.Time
+	recovery    Recovery
+	aside       []store.SetAside
+	wakeups     map[string]time.Time // app id -> pending backoff wake-up
+	taskIndex   taskIndex
+	usage       usage
 	// findings are what the agent found damaged or missing (recover.go).
 	findings []Finding
 	// unowned: volumes no record names, by app and container path, for
@@ -187,21 +194,24 @@ func New(cfg Config, st *store.Store, newRuntime func(sandbox.Layout) (Runtime, 
 			CheckUser:     sandbox.CheckUser,
 			PortMin:       cfg.PortMin, PortMax: cfg.PortMax,
 		},
-		bus:             newBus(cfg.Logger, cfg.Metrics),
-		inbox:           make(chan func(), 4096),
-		apps:            map[string]*app{},
-		instances:       map[string]*instance{},
-		deployments:     map[string]*deployment{},
-		dirtyApps:       map[string]bool{},
-		dirtyInstances:  map[string]bool{},
-		orphans:         map[string]time.Time{},
-		wakeups:         map[string]time.Time{},
-		taskIndex:       taskIndex{},
-		unowned:         map[string][]string{},
-		lostDeployments: map[string]string{},
-		fences:          map[string]string{},
-		removing:        map[string]bool{},
-		launchSlots:     make(chan struct{}, maxParallelLaunches),
+		bus:              newBus(cfg.Logger, cfg.Metrics),
+		inbox:            make(chan func(), 4096),
+		apps:             map[string]*app{},
+		instances:        map[string]*instance{},
+		deployments:      map[string]*deployment{},
+		dirtyApps:        map[string]bool{},
+		dirtyInstances:   map[string]bool{},
+		orphans:          map[string]time.Time{},
+		wakeups:          map[string]time.Time{},
+		taskIndex:        taskIndex{},
+		unowned:          map[string][]string{},
+		lostDeployments:  map[string]string{},
+		fences:           map[string]string{},
+		removing:         map[string]bool{},
+		dirtyDeployments: map[string]bool{},
+		groups:           map[string]*groupRecord{},
+		readiness:        map[string]*readinessState{},
+		launchSlots:      make(chan struct{}, maxParallelLaunches),
 	}
 	a.netKick = make(chan struct{}, 1)
 	if f := cfg.Network.InitialFacts; f != nil {
@@ -266,6 +276,9 @@ func (a *Agent) restore() error {
 		return err
 	}
 	if err := a.loadInstances(); err != nil {
+		return err
+	}
+	if err := a.loadGroups(); err != nil {
 		return err
 	}
 	deps, err := a.loadDeployments()
@@ -359,14 +372,33 @@ func (a *Agent) loadDeployments() ([]*deployment, error) {
 		if err := json.Unmarshal(data, &d); err != nil {
 			return err
 		}
-		if d.ID != key || d.AppID == "" {
+		if d.ID != key {
 			return fmt.Errorf("record key %q does not match deployment %q", key, d.ID)
 		}
+		d.fromLegacy()
 		out = append(out, &d)
 		return nil
 	})
 	a.aside = append(a.aside, aside...)
 	return out, err
+}
+
+// loadGroups reads the group records (groups made by /v2/groups; the others
+// are only the app ids' paths).
+func (a *Agent) loadGroups() error {
+	aside, err := a.store.Load(kindGroups, func(key string, _ int, data json.RawMessage) error {
+		var g groupRecord
+		if err := json.Unmarshal(data, &g); err != nil {
+			return err
+		}
+		if groupKey(g.ID) != key {
+			return fmt.Errorf("record key %q does not match group %q", key, g.ID)
+		}
+		a.groups[g.ID] = &g
+		return nil
+	})
+	a.aside = append(a.aside, aside...)
+	return err
 }
 
 // dropStrayVersions deletes the version records that a crash between
@@ -537,7 +569,7 @@ func (a *Agent) goWork(fn func(ctx context.Context)) {
 // settle makes the decisions the inputs call for, then publishes a new
 // snapshot if anything changed.
 func (a *Agent) settle() {
-	for round := 0; round < 16 && (len(a.dirtyApps) > 0 || len(a.dirtyInstances) > 0); round++ {
+	for round := 0; round < 16 && (len(a.dirtyApps) > 0 || len(a.dirtyInstances) > 0 || len(a.dirtyDeployments) > 0); round++ {
 		apps := sortedKeys(a.dirtyApps)
 		clear(a.dirtyApps)
 		for _, id := range apps {
@@ -552,6 +584,7 @@ func (a *Agent) settle() {
 				a.step(inst)
 			}
 		}
+		a.advanceDeployments()
 	}
 	if a.changed {
 		a.changed = false

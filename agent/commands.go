@@ -56,7 +56,7 @@ func (a *Agent) CreateApp(ctx context.Context, body []byte) (*AppView, Deploymen
 // addApp records a new app: service ports assigned, version and app
 // records written.
 func (a *Agent) addApp(spec *marathon.App, doc map[string]any) (*app, error) {
-	if err := a.assignServicePorts(spec); err != nil {
+	if err := a.assignServicePorts(spec, nil); err != nil {
 		return nil, err
 	}
 	rendered, err := marathon.Render(spec, doc)
@@ -199,7 +199,7 @@ func (a *Agent) changeApp(ap *app, doc map[string]any, restartAll string) (Deplo
 	if err := marathon.ValidateUpdate(ap.spec, spec); err != nil {
 		return DeploymentResult{}, err
 	}
-	if err := a.assignServicePorts(spec); err != nil {
+	if err := a.assignServicePorts(spec, nil); err != nil {
 		return DeploymentResult{}, err
 	}
 	rendered, err := marathon.Render(spec, doc)
@@ -478,36 +478,79 @@ func (a *Agent) queued(ap *app) bool {
 	return false
 }
 
-// CancelDeployment stops a deployment. Forced, it only stops it (the app
-// stays as it is); otherwise the app goes back to its previous definition
-// in a new deployment, whose result is returned.
+// CancelDeployment stops a deployment. Forced, it only stops it (the apps
+// stay as they are and converge to their definitions); otherwise the
+// change is rolled back in a new deployment, whose result is returned: the
+// apps and groups go back to what they were before it, apps with volumes
+// on the same reservations and data.
 func (a *Agent) CancelDeployment(ctx context.Context, id string, force bool) (*DeploymentResult, error) {
 	return call(a, ctx, func() (*DeploymentResult, error) {
 		d := a.deployments[id]
-		var ap *app
-		if d != nil {
-			ap = a.apps[d.AppID]
-		}
-		if ap == nil {
+		if d == nil {
 			return nil, errorf(ErrNotFound, "DeploymentPlan %s does not exist", id)
 		}
 		if force {
-			a.cancelDeployment(ap, "cancelled on request")
+			a.log.Info().Str("deployment_id", d.ID).Msg("deployment cancelled on request")
+			a.finishDeployment(d, false)
 			return nil, nil
 		}
-		return a.rollBack(ap, d)
+		if d.Targets == nil && d.Removed == nil && len(d.affected()) == 1 {
+			// A change of one app through /v2/apps.
+			ap := a.apps[d.affected()[0]]
+			if ap == nil {
+				return nil, errorf(ErrNotFound, "DeploymentPlan %s does not exist", id)
+			}
+			return a.rollBack(ap, d)
+		}
+		return a.rollBackChange(d)
 	})
 }
 
-// rollBack undoes the change a deployment is making, in a new deployment.
-func (a *Agent) rollBack(ap *app, d *deployment) (*DeploymentResult, error) {
-	switch {
-	case d.Previous != nil:
-		doc, err := marathon.DecodeObject(d.Previous.Definition)
+// rollBackChange undoes a change of many apps and groups: the records
+// before it become the targets of a new change.
+func (a *Agent) rollBackChange(d *deployment) (*DeploymentResult, error) {
+	ch := newChange(d.Group)
+	for id, prev := range d.Previous {
+		if prev == nil {
+			ch.removed[id] = true
+			continue
+		}
+		spec, doc, err := marathon.Decode(prev.Definition)
 		if err != nil {
 			return nil, err
 		}
-		a.cancelDeployment(ap, "rolled back on request")
+		marathon.Normalize(spec)
+		ch.apps[id] = &appTarget{spec: spec, doc: doc, path: ""}
+	}
+	for id, prev := range d.PreviousGroups {
+		if prev == nil {
+			ch.dropped[id] = true
+			continue
+		}
+		g := *prev
+		ch.groups[id] = &g
+	}
+	a.log.Info().Str("deployment_id", d.ID).Msg("deployment rolled back on request")
+	a.finishDeployment(d, false)
+	nd, err := a.deployChange(ch, true, false)
+	if err != nil {
+		return nil, err
+	}
+	return &DeploymentResult{DeploymentID: nd.ID, Version: nd.Version}, nil
+}
+
+// rollBack undoes the change a deployment of one app is making, in a new
+// deployment.
+func (a *Agent) rollBack(ap *app, d *deployment) (*DeploymentResult, error) {
+	prev := d.Previous[ap.id()]
+	switch {
+	case prev != nil:
+		doc, err := marathon.DecodeObject(prev.Definition)
+		if err != nil {
+			return nil, err
+		}
+		a.log.Info().Str("deployment_id", d.ID).Msg("deployment rolled back on request")
+		a.finishDeployment(d, false)
 		dr, err := a.changeApp(ap, doc, "")
 		if err != nil {
 			return nil, err
@@ -516,7 +559,7 @@ func (a *Agent) rollBack(ap *app, d *deployment) (*DeploymentResult, error) {
 	case ap.rec.Deleting:
 		// Undo a removal: keep the app; instances already gone are
 		// replaced by new ones.
-		a.cancelDeployment(ap, "rolled back on request")
+		a.finishDeployment(d, false)
 		ap.rec.Deleting = false
 		if err := a.saveApp(ap); err != nil {
 			ap.rec.Deleting = true
@@ -532,7 +575,7 @@ func (a *Agent) rollBack(ap *app, d *deployment) (*DeploymentResult, error) {
 		return &DeploymentResult{DeploymentID: d2.ID, Version: ap.rec.Version}, nil
 	default:
 		// Undo a creation: remove the app.
-		a.cancelDeployment(ap, "rolled back on request")
+		a.finishDeployment(d, false)
 		dr, err := a.removeApp(ap, "app removal started (creation rolled back)")
 		if err != nil {
 			return nil, err

@@ -14,6 +14,27 @@ import (
 type Event struct {
 	Type string
 	Data []byte // JSON, with eventType and timestamp
+	// Light is the event with a light deployment plan (no original and
+	// target groups), for streams opened with ?plan-format=light; nil when
+	// the event has no plan.
+	Light []byte
+}
+
+// For returns the event's JSON as the subscriber asked for it.
+func (e Event) For(s *Subscription) []byte {
+	if s.light && e.Light != nil {
+		return e.Light
+	}
+	return e.Data
+}
+
+// mesoliteEvents are mesolite's own event types. Marathon clients refuse
+// event types they do not know (marathon-python's event factory raises on
+// one), so a stream receives these only when it asks for them: by name in
+// ?event_type=, or with ?embed=mesolite.
+var mesoliteEvents = map[string]bool{
+	"mesolite_recovered_event":   true,
+	"volume_usage_warning_event": true,
 }
 
 // Bus fans events out to subscribers. Publishing never blocks: each
@@ -30,11 +51,24 @@ type Bus struct {
 // bus when the subscriber falls behind (Dropped then reports true), or
 // when the agent stops.
 type Subscription struct {
-	C       chan Event
-	types   map[string]bool
-	bus     *Bus
-	dropped bool
-	once    sync.Once
+	C        chan Event
+	types    map[string]bool
+	light    bool
+	mesolite bool
+	bus      *Bus
+	dropped  bool
+	once     sync.Once
+}
+
+// SubscribeOptions say what a subscriber receives.
+type SubscribeOptions struct {
+	// Types are the event types wanted; all of Marathon's when empty.
+	Types []string
+	// Light: deployment plans without their original and target groups
+	// (/v2/events?plan-format=light).
+	Light bool
+	// Mesolite: mesolite's own event types too (?embed=mesolite).
+	Mesolite bool
 }
 
 // SubscriberBuffer is how many events a subscriber may fall behind before
@@ -45,13 +79,12 @@ func newBus(log zerolog.Logger, m *metrics.Metrics) *Bus {
 	return &Bus{log: log, metrics: m, subs: map[*Subscription]struct{}{}}
 }
 
-// Subscribe registers a subscriber for the given event types (all when
-// empty).
-func (b *Bus) Subscribe(types []string) *Subscription {
-	s := &Subscription{C: make(chan Event, SubscriberBuffer), bus: b}
-	if len(types) > 0 {
+// Subscribe registers a subscriber.
+func (b *Bus) Subscribe(opts SubscribeOptions) *Subscription {
+	s := &Subscription{C: make(chan Event, SubscriberBuffer), bus: b, light: opts.Light, mesolite: opts.Mesolite}
+	if len(opts.Types) > 0 {
 		s.types = map[string]bool{}
-		for _, t := range types {
+		for _, t := range opts.Types {
 			s.types[t] = true
 		}
 	}
@@ -66,7 +99,12 @@ func (b *Bus) Subscribe(types []string) *Subscription {
 }
 
 // Wants reports whether the subscriber asked for events of type t.
-func (s *Subscription) Wants(t string) bool { return s.types == nil || s.types[t] }
+func (s *Subscription) Wants(t string) bool {
+	if s.types != nil {
+		return s.types[t]
+	}
+	return !mesoliteEvents[t] || s.mesolite
+}
 
 // Dropped reports whether the bus dropped the subscriber for being slow.
 func (s *Subscription) Dropped() bool {
@@ -99,19 +137,50 @@ func (b *Bus) Subscribers() int {
 // publish sends an event to every subscriber that wants it. payload gets
 // eventType and timestamp added.
 func (b *Bus) publish(typ string, payload map[string]any) {
+	b.publishPlan(typ, func(bool) map[string]any { return payload })
+}
+
+// publishPlan sends an event whose payload depends on the plan format the
+// subscriber asked for (render(light)); each form is made only when a
+// subscriber wants it, so an event nobody listens to costs nothing.
+func (b *Bus) publishPlan(typ string, render func(light bool) map[string]any) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if len(b.subs) == 0 {
+	full, light := false, false
+	for s := range b.subs {
+		if s.Wants(typ) {
+			full = full || !s.light
+			light = light || s.light
+		}
+	}
+	if !full && !light {
 		return
 	}
-	payload["eventType"] = typ
-	payload["timestamp"] = formatTime(time.Now())
-	data, err := json.Marshal(payload)
-	if err != nil {
-		b.log.Error().Err(err).Str("event", typ).Msg("marshal event")
+	ts := formatTime(time.Now())
+	encode := func(l bool) []byte {
+		payload := render(l)
+		payload["eventType"] = typ
+		payload["timestamp"] = ts
+		data, err := json.Marshal(payload)
+		if err != nil {
+			b.log.Error().Err(err).Str("event", typ).Msg("marshal event")
+			return nil
+		}
+		return data
+	}
+	ev := Event{Type: typ}
+	if full {
+		ev.Data = encode(false)
+	}
+	if light {
+		ev.Light = encode(true)
+		if ev.Data == nil {
+			ev.Data = ev.Light
+		}
+	}
+	if ev.Data == nil {
 		return
 	}
-	ev := Event{Type: typ, Data: data}
 	for s := range b.subs {
 		if !s.Wants(typ) {
 			continue

@@ -125,7 +125,7 @@ func residentApp(id string) map[string]any {
 				map[string]any{"containerPort": 8080, "hostPort": 0, "protocol": "tcp"},
 			},
 		},
-		"backoffSeconds": 0.05, "backoffFactor": 2, "maxLaunchDelaySeconds": 2,
+		"backoffSeconds": 0, "backoffFactor": 2, "maxLaunchDelaySeconds": 2,
 	}
 }
 

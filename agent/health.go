@@ -306,8 +306,10 @@ func (a *Agent) onHealthResult(inst *instance, taskID string, gen, i int, res ch
 		h.LastFailure = now
 		h.LastFailureCause = res.cause
 		h.Alive = false
+		// Marathon's FailedHealthCheckWrites writes the instance id under
+		// the key taskId, and no instanceId.
 		a.bus.publish("failed_health_check_event", map[string]any{
-			"appId": ap.id(), "taskId": t.ID, "instanceId": inst.id(), "healthCheck": hc,
+			"appId": ap.id(), "taskId": inst.id(), "healthCheck": hc,
 		})
 		a.log.Warn().Str("task_id", t.ID).Int("failures", h.ConsecutiveFailures).Str("cause", res.cause).Msg("health check failed")
 	}
@@ -325,7 +327,7 @@ func (a *Agent) onHealthResult(inst *instance, taskID string, gen, i int, res ch
 		// reported, and the checks of an adopted task find them again.
 		_ = a.saveInstance(inst)
 		a.bus.publish("health_status_changed_event", map[string]any{
-			"appId": ap.id(), "taskId": t.ID, "instanceId": inst.id(), "version": formatTime(t.Version), "alive": h.Alive,
+			"appId": ap.id(), "instanceId": inst.id(), "version": formatTime(t.Version), "alive": h.Alive,
 		})
 		a.touchInstance(inst)
 	}

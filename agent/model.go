@@ -63,8 +63,14 @@ type appRecord struct {
 	// Deployment is the id of the app's deployment in progress, so that a
 	// lost deployment record is noticed (set after the deployment's record
 	// is written, cleared before it is deleted). Versions do not keep it.
-	Deployment      string       `json:"deployment,omitempty"`
-	Deleting        bool         `json:"deleting,omitempty"`
+	Deployment string `json:"deployment,omitempty"`
+	Deleting   bool   `json:"deleting,omitempty"`
+	// Removing: a group change removes the app. It is gone from the API at
+	// once; its tasks stop when its deployment step comes, its instances
+	// keeping their reservations and volumes, and it becomes Deleting (its
+	// volumes destroyed) only when the deployment succeeds, so rolling the
+	// change back keeps the data.
+	Removing        bool         `json:"removing,omitempty"`
 	LastTaskFailure *TaskFailure `json:"lastTaskFailure,omitempty"`
 }
 

@@ -15,7 +15,17 @@ import (
 // the app is being removed. It only sets goals and starts kills; step
 // does the rest for each instance.
 func (a *Agent) reconcileApp(ap *app) {
+	if ap.deployID != "" {
+		a.dirtyDeployments[ap.deployID] = true
+	}
+	if a.held(ap) {
+		return // its deployment step has not come yet
+	}
 	insts := a.appInstances(ap.id())
+	if ap.rec.Removing && !ap.rec.Deleting {
+		a.stopRemoving(ap, insts)
+		return
+	}
 	if ap.rec.Deleting {
 		for _, inst := range insts {
 			if inst.rec.Goal != GoalDecommissioned {
@@ -42,8 +52,21 @@ func (a *Agent) reconcileApp(ap *app) {
 		a.scaleEphemeral(ap, active)
 	}
 	a.updateWaiting(ap)
-	if ap.deployID != "" && a.appSettled(ap) {
-		a.finishDeployment(ap, true)
+	a.watchReadiness(ap)
+}
+
+// stopRemoving stops the tasks of an app a group change removes: an
+// instance with volumes keeps its reservation (a rollback brings it back
+// on the same data), one without is released.
+func (a *Agent) stopRemoving(ap *app, insts []*instance) {
+	for _, inst := range insts {
+		switch {
+		case inst.rec.Goal == GoalDecommissioned:
+		case inst.rec.Reservation != nil && len(inst.rec.Reservation.Volumes) > 0:
+			a.setGoal(inst, GoalStopped)
+		default:
+			a.setGoal(inst, GoalDecommissioned)
+		}
 	}
 }
 
@@ -637,7 +660,8 @@ func (a *Agent) appSettled(ap *app) bool {
 // of an app that no longer exists.
 func (a *Agent) forgetApp(ap *app) {
 	if ap.deployID != "" {
-		a.finishDeployment(ap, true)
+		// Its deployment's stop is done once the app is gone.
+		a.dirtyDeployments[ap.deployID] = true
 	}
 	a.cfg.Metrics.ForgetApp(ap.id())
 	keys, err := a.store.Keys(kindVersions)

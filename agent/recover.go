@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -156,11 +157,24 @@ func (a *Agent) recoverApps(deps []*deployment, owners []sandbox.VolumeOnDisk) e
 			wanted[v.Owner.AppID] = true
 		}
 	}
-	removing := map[string]bool{}
+	// A deployment's apps are wanted, but for those it writes itself
+	// (targets: its apply writes them again, attachDeployments). An app it
+	// stops is being removed: deleted when a single app's, removing (its
+	// volumes kept until the change succeeds) when a group change's.
+	deleting, removing := map[string]bool{}, map[string]bool{}
 	for _, d := range deps {
-		wanted[d.AppID] = true
-		if len(d.Steps) > 0 && len(d.Steps[0]) > 0 && d.Steps[0][0] == ActionStop {
-			removing[d.AppID] = true
+		for _, id := range d.affected() {
+			if d.Targets[id] != nil {
+				continue
+			}
+			wanted[id] = true
+			if d.actionOf(id) == ActionStop {
+				if slices.Contains(d.Removed, id) {
+					removing[id] = true
+				} else {
+					deleting[id] = true
+				}
+			}
 		}
 	}
 	keys, err := a.store.Keys(kindVersions)
@@ -185,7 +199,8 @@ func (a *Agent) recoverApps(deps []*deployment, owners []sandbox.VolumeOnDisk) e
 			if err != nil {
 				continue
 			}
-			ap.rec.Deleting = removing[id] || a.allDecommissioned(id)
+			ap.rec.Deleting = deleting[id] || a.allDecommissioned(id)
+			ap.rec.Removing = removing[id] && !ap.rec.Deleting
 			if err := a.saveApp(ap); err != nil {
 				return fmt.Errorf("recover app %s: %w", id, err)
 			}
@@ -277,21 +292,48 @@ func sortedAppIDs(m map[string]*app) []string {
 	return out
 }
 
-// attachDeployments gives each app its deployment in progress. A record
-// of an app that is gone is deleted (the deployment is over); an app whose
-// record names a deployment that did not load lost it: noted, and redone
-// at the first sync if the app has not reached its goal.
+// attachDeployments gives each app its deployment in progress and finishes
+// what a crash interrupted: a deployment's records are applied again
+// (apply is idempotent), so a change whose record was written resumes at
+// its step. A record of a deployment whose apps are all gone is deleted
+// (the deployment is over). An app left removing without a deployment (the
+// crash came between the writes of finishDeployment) is deleted, as the
+// deployment that removed it wanted. An app whose record names a
+// deployment that did not load lost it: noted, and redone at the first
+// sync if the app has not reached its goal.
 func (a *Agent) attachDeployments(deps []*deployment) error {
 	for _, d := range deps {
-		ap := a.apps[d.AppID]
-		if ap == nil {
+		live := false
+		for _, id := range d.affected() {
+			if a.apps[id] != nil || d.Targets[id] != nil {
+				live = true
+			}
+		}
+		if !live {
 			if err := a.store.Delete(kindDeployments, d.ID); err != nil {
 				return err
 			}
 			continue
 		}
+		if err := a.apply(d); err != nil {
+			return fmt.Errorf("resume deployment %s: %w", d.ID, err)
+		}
 		a.deployments[d.ID] = d
-		ap.deployID = d.ID
+		for _, id := range d.affected() {
+			if ap := a.apps[id]; ap != nil {
+				ap.deployID = d.ID
+			}
+		}
+		a.dirtyDeployments[d.ID] = true
+	}
+	for _, id := range sortedAppIDs(a.apps) {
+		ap := a.apps[id]
+		if ap.rec.Removing && !ap.rec.Deleting && ap.deployID == "" {
+			ap.rec.Deleting = true
+			if err := a.saveApp(ap); err != nil {
+				return err
+			}
+		}
 	}
 	claimed := map[string]bool{}
 	for _, id := range sortedAppIDs(a.apps) {

@@ -233,7 +233,7 @@ func fullMatch(expr, s string) bool {
 // assignServicePorts gives every service port 0 of an app a port of
 // Marathon's local range that no other app uses, and refuses a fixed one
 // another app has.
-func (a *Agent) assignServicePorts(spec *marathon.App) error {
+func (a *Agent) assignServicePorts(spec *marathon.App, pending []*marathon.App) error {
 	used := map[int]string{}
 	for _, ap := range a.apps {
 		if ap.id() == spec.ID {
@@ -241,6 +241,12 @@ func (a *Agent) assignServicePorts(spec *marathon.App) error {
 		}
 		for _, p := range servicePorts(ap.spec) {
 			used[p] = ap.id()
+		}
+	}
+	// The apps of the same change, already given their ports.
+	for _, other := range pending {
+		for _, p := range servicePorts(other) {
+			used[p] = other.ID
 		}
 	}
 	refs := servicePortRefs(spec)

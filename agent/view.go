@@ -16,11 +16,14 @@ type Snapshot struct {
 	Apps        []*AppView // sorted by id
 	Tasks       []*TaskView
 	Deployments []*DeploymentView
-	Queue       []*QueueItem
-	Recovery    Recovery
-	DockerUp    bool
-	Unreadable  []string // records set aside at start
-	Instances   []*InstanceView
+	// Groups are the group records; BuildGroupTree makes the tree of
+	// groups from them and Apps.
+	Groups     []GroupView
+	Queue      []*QueueItem
+	Recovery   Recovery
+	DockerUp   bool
+	Unreadable []string // records set aside at start
+	Instances  []*InstanceView
 	// VolumeUse is the last measurement of each volume, by persistence id.
 	VolumeUse map[string]VolumeUse
 	appsByID  map[string]*AppView
@@ -66,6 +69,26 @@ type AppView struct {
 	LastTaskFailure    *TaskFailure
 	Waiting            string // why an instance cannot be placed
 	Deleting           bool
+	// Readiness holds the readiness check results of the app's tasks that
+	// a deployment in progress waits for.
+	Readiness []ReadinessView
+}
+
+// ReadinessView is the result of a readiness check of one task.
+type ReadinessView struct {
+	Name   string
+	TaskID string
+	Ready  bool
+	// LastResponse is the check's last response, when the check preserves
+	// it (preserveLastResponse) and one came; nil otherwise.
+	LastResponse *ReadinessResponse
+}
+
+// ReadinessResponse is a readiness check's HTTP response.
+type ReadinessResponse struct {
+	Status      int
+	ContentType string
+	Body        string
 }
 
 // TaskView is a task: Marathon's facts about it, and mesolite's own
@@ -202,7 +225,7 @@ func (a *Agent) publish() {
 		ap := a.apps[id]
 		v := a.appView(ap, byApp[id])
 		s.Tasks = append(s.Tasks, v.Tasks...)
-		if ap.rec.Deleting {
+		if ap.rec.Deleting || ap.rec.Removing {
 			// As in Marathon, a removed app is gone at once; its tasks stay
 			// listed until they are killed.
 			continue
@@ -219,8 +242,11 @@ func (a *Agent) publish() {
 	}
 	sort.Slice(ds, func(i, j int) bool { return ds[i].Started.Before(ds[j].Started) })
 	for _, d := range ds {
-		s.Deployments = append(s.Deployments, d.view())
+		if len(d.Plan) > 0 {
+			s.Deployments = append(s.Deployments, a.deploymentView(d))
+		}
 	}
+	s.Groups = a.groupViews()
 	a.snap.Store(s)
 	a.kickNetwork()
 }
@@ -257,7 +283,8 @@ func (a *Agent) appView(ap *app, tasks []*TaskView) *AppView {
 		ID: ap.id(), Definition: ap.doc, Spec: ap.spec, Version: ap.rec.Version,
 		LastScalingAt: ap.rec.LastScalingAt, LastConfigChangeAt: ap.rec.LastConfigChangeAt,
 		Tasks: tasks, LastTaskFailure: ap.rec.LastTaskFailure, Waiting: ap.waiting,
-		Deployments: []string{}, Deleting: ap.rec.Deleting,
+		Deployments: []string{}, Deleting: ap.rec.Deleting || ap.rec.Removing,
+		Readiness: a.readinessViews(ap.id()),
 	}
 	if ap.deployID != "" {
 		v.Deployments = append(v.Deployments, ap.deployID)

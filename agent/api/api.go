@@ -183,6 +183,8 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request, p string) {
 			s.listApps(w, r)
 		case "POST":
 			s.createApp(w, r)
+		case "PUT", "PATCH":
+			s.updateApps(w, r)
 		default:
 			methodNotAllowed(w)
 		}
@@ -343,7 +345,9 @@ func embeds(q url.Values) map[string]bool {
 
 func (s *Server) listApps(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	emb := embeds(q)
+	// AppsResource.index: counts and deployments always, the rest as asked.
+	e := appEmbed(q, "apps.", "app.")
+	e.counts, e.deployments = true, true
 	idFilter := strings.ToLower(q.Get("id"))
 	cmdFilter := strings.ToLower(q.Get("cmd"))
 	labelSel, err := parseLabelSelector(q.Get("label"))
@@ -363,10 +367,7 @@ func (s *Server) listApps(w http.ResponseWriter, r *http.Request) {
 		if !labelSel(v.Spec.Labels) {
 			continue
 		}
-		apps = append(apps, renderApp(v, embed{
-			counts: true, deployments: true, tasks: emb["tasks"] || emb["failures"],
-			lastTaskFailure: emb["lastTaskFailure"] || emb["failures"], mesolite: emb["mesolite"],
-		}))
+		apps = append(apps, renderApp(v, e))
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"apps": apps})
 }
@@ -378,9 +379,12 @@ func (s *Server) showApp(w http.ResponseWriter, r *http.Request, id string) {
 		writeJSON(w, http.StatusNotFound, msg(fmt.Sprintf("App '%s' does not exist", canon)))
 		return
 	}
-	mesolite := embeds(r.URL.Query())["mesolite"]
-	app := renderApp(v, embed{counts: true, deployments: true, tasks: true, lastTaskFailure: true, mesolite: mesolite})
-	if mesolite {
+	// AppsResource.show: counts, tasks, lastTaskFailure and deployments
+	// always ("deprecated. For compatibility."), the rest as asked.
+	e := appEmbed(r.URL.Query(), "app.", "apps.")
+	e.counts, e.tasks, e.lastTaskFailure, e.deployments = true, true, true, true
+	app := renderApp(v, e)
+	if e.mesolite {
 		s.addVIPs(app, canon)
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"app": app})
@@ -396,11 +400,11 @@ func (s *Server) createApp(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	app := renderApp(v, embed{counts: true, deployments: true})
-	delete(app, "versionInfo")
+	// AppsResource.create: the app with zero counts and its deployment.
+	app := renderApp(v, embed{counts: true, deployments: true, noVersionInfo: true})
 	w.Header().Set("Location", "/v2/apps"+v.ID)
 	w.Header().Set("Marathon-Deployment-Id", dr.DeploymentID)
-	s.apiPost(r, app)
+	s.apiPost(r, renderApp(v, embed{noVersionInfo: true}))
 	writeJSON(w, http.StatusCreated, app)
 }
 
@@ -430,7 +434,7 @@ func (s *Server) updateApp(w http.ResponseWriter, r *http.Request, id string, pu
 				}
 				w.Header().Set("Marathon-Deployment-Id", res.DeploymentID)
 				if v := s.a.Snapshot().App(marathon.CanonicalID(id)); v != nil {
-					s.apiPost(r, v.Definition)
+					s.apiPost(r, renderApp(v, embed{}))
 				}
 				writeJSON(w, http.StatusOK, renderDeploymentResult(res))
 				return
@@ -469,7 +473,7 @@ func (s *Server) updateApp(w http.ResponseWriter, r *http.Request, id string, pu
 	}
 	w.Header().Set("Marathon-Deployment-Id", res.DeploymentID)
 	if v := s.a.Snapshot().App(marathon.CanonicalID(id)); v != nil {
-		s.apiPost(r, v.Definition)
+		s.apiPost(r, renderApp(v, embed{}))
 	}
 	status := http.StatusOK
 	if created {
@@ -477,6 +481,26 @@ func (s *Server) updateApp(w http.ResponseWriter, r *http.Request, id string, pu
 		status = http.StatusCreated
 	}
 	writeJSON(w, status, renderDeploymentResult(res))
+}
+
+// updateApps serves PUT and PATCH /v2/apps: a list of apps changed (PUT
+// also creates) in one deployment, as AppsResource.replaceMultiple does;
+// PUT's items are partial updates unless ?partialUpdate=false.
+func (s *Server) updateApps(w http.ResponseWriter, r *http.Request) {
+	body, ok := readBody(w, r)
+	if !ok {
+		return
+	}
+	q := r.URL.Query()
+	put := r.Method == "PUT"
+	partial := !put || boolParam(q, "partialUpdate", true)
+	res, err := s.a.UpdateApps(r.Context(), body, partial, put, boolParam(q, "force", false))
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	w.Header().Set("Marathon-Deployment-Id", res.DeploymentID)
+	writeJSON(w, http.StatusOK, renderDeploymentResult(res))
 }
 
 func (s *Server) deleteApp(w http.ResponseWriter, r *http.Request, id string) {
@@ -708,20 +732,33 @@ func (s *Server) cancelDeployment(w http.ResponseWriter, r *http.Request, id str
 	writeJSON(w, http.StatusOK, renderDeploymentResult(*dr))
 }
 
-func (s *Server) queue(w http.ResponseWriter, _ *http.Request) {
+// queue serves GET /v2/queue as QueueInfoConversion writes it: each item's
+// app is the plain App (no AppInfo fields); lastUnusedOffers only with
+// ?embed=lastUnusedOffers (mesolite has no offers: it is empty); mesolite's
+// waitingReason only with ?embed=mesolite.
+func (s *Server) queue(w http.ResponseWriter, r *http.Request) {
 	snap := s.a.Snapshot()
+	q := r.URL.Query()
+	mesolite := embeds(q)["mesolite"]
+	offers := false
+	for _, e := range q["embed"] {
+		offers = offers || e == "lastUnusedOffers"
+	}
 	items := make([]map[string]any, 0, len(snap.Queue))
 	for _, q := range snap.Queue {
 		item := map[string]any{
 			"count": q.Count,
 			"delay": map[string]any{"timeLeftSeconds": q.TimeLeftSeconds, "overdue": q.Overdue},
 			"since": marathon.FormatTime(q.Since),
-			"app":   renderApp(q.App, embed{counts: true, deployments: true}),
+			"app":   renderApp(q.App, embed{}),
 		}
 		summary := map[string]any{"processedOffersCount": 0, "unusedOffersCount": 0, "rejectSummaryLastOffers": []any{}, "rejectSummaryLaunchAttempt": []any{}}
-		if q.Waiting != "" {
+		if q.Waiting != "" && mesolite {
 			// mesolite's: why the agent cannot place the instance.
 			item["waitingReason"] = q.Waiting
+		}
+		if offers {
+			item["lastUnusedOffers"] = []any{}
 		}
 		item["processedOffersSummary"] = summary
 		items = append(items, item)

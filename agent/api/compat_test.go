@@ -889,7 +889,8 @@ func TestQueueWaitingForResources(t *testing.T) {
 	e := newEnv(t)
 	e.createApp(with(webApp("/big"), "cpus", 100, "instances", 2))
 	waitUntil(t, "/big in the queue", func() bool { return len(e.a.Snapshot().Queue) == 1 })
-	q := e.do("GET", "/v2/queue", nil)
+	// waitingReason is mesolite's own field: only with embed=mesolite.
+	q := e.do("GET", "/v2/queue?embed=mesolite", nil)
 	items := q.obj(t)["queue"].([]any)
 	if len(items) != 1 {
 		t.Fatalf("queue: %s", q)

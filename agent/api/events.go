@@ -28,9 +28,11 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusInternalServerError, msg("streaming is not supported by this connection"))
 		return
 	}
-	types := r.URL.Query()["event_type"]
+	q := r.URL.Query()
 	bus := s.a.Bus()
-	sub := bus.Subscribe(types)
+	sub := bus.Subscribe(agent.SubscribeOptions{
+		Types: q["event_type"], Light: q.Get("plan-format") == "light", Mesolite: embeds(q)["mesolite"],
+	})
 	defer func() {
 		sub.Close()
 		// As Marathon: the other streams hear of every client that leaves.
@@ -98,13 +100,13 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 			if !ok {
 				return
 			}
-			if !write(frame(ev)) {
+			if !write(frame(ev.Type, ev.For(sub))) {
 				return
 			}
 		}
 	}
 }
 
-func frame(ev agent.Event) []byte {
-	return []byte(fmt.Sprintf("event: %s\r\ndata: %s\r\n\r\n", ev.Type, ev.Data))
+func frame(typ string, data []byte) []byte {
+	return []byte(fmt.Sprintf("event: %s\r\ndata: %s\r\n\r\n", typ, data))
 }

@@ -1,9 +1,8 @@
 package api
 
 import (
-	"fmt"
 	"net/http"
-	"sort"
+	"net/url"
 	"strings"
 	"time"
 
@@ -11,105 +10,173 @@ import (
 	"github.com/mesolite/mesolite/agent/marathon"
 )
 
-// groups serves GET /v2/groups[/{id}]: the tree of groups Marathon derives
-// from app ids (/shop/db is app db in group /shop), read only. mesolite
-// keeps apps, not groups, so a group exists while an app lives under it;
-// changing groups (POST, PUT, DELETE) is refused with what to do instead.
-func (s *Server) groups(w http.ResponseWriter, r *http.Request, id string) {
-	if r.Method != http.MethodGet {
-		writeJSON(w, http.StatusMethodNotAllowed, msg(fmt.Sprintf(
-			"mesolite serves groups read-only; %s each app under /v2/apps instead (e.g. POST /v2/apps with \"id\": \"/group/app\", DELETE /v2/apps/group/app)", r.Method)))
+// groups serves /v2/groups[/{id}] as Marathon's GroupsResource does:
+//
+//	GET    /v2/groups[/{id}]                    the group, as its embeds ask
+//	GET    /v2/groups/{id}/versions[/{v}]       its versions, one version
+//	POST   /v2/groups[/{id}]                    create (409 if it exists)
+//	PUT    /v2/groups[/{id}][?force][&dryRun]   change, roll back (version), scale (scaleBy)
+//	PATCH  /v2/groups/{id}                      enforceRole (nothing else: Marathon 1.9)
+//	DELETE /v2/groups[/{id}][?force]            remove with its apps and subgroups
+func (s *Server) groups(w http.ResponseWriter, r *http.Request, rest string) {
+	if strings.ContainsRune(rest, 0) {
+		writeJSON(w, http.StatusBadRequest, msg("path may not contain a NUL byte"))
 		return
 	}
-	canon := marathon.CanonicalID(id)
-	emb := embeds(r.URL.Query())
-	snap := s.a.Snapshot()
-	root := buildGroups(snap.Apps, func(v *agent.AppView) map[string]any {
-		return renderApp(v, embed{
-			counts: true, deployments: true, tasks: emb["tasks"], lastTaskFailure: emb["lastTaskFailure"], mesolite: emb["mesolite"],
+	switch {
+	case strings.HasSuffix(rest, "/versions") || rest == "/versions":
+		only(w, r, "GET", func(w http.ResponseWriter, r *http.Request) {
+			s.groupVersions(w, strings.TrimSuffix(rest, "/versions"))
 		})
-	})
-	g := root.find(canon)
-	if g == nil {
-		writeJSON(w, http.StatusNotFound, msg(fmt.Sprintf("Group '%s' does not exist", canon)))
+		return
+	case strings.Contains(rest, "/versions/"):
+		i := strings.LastIndex(rest, "/versions/")
+		only(w, r, "GET", func(w http.ResponseWriter, r *http.Request) {
+			s.groupVersion(w, rest[:i], rest[i+len("/versions/"):])
+		})
 		return
 	}
-	writeJSON(w, http.StatusOK, g.json())
-}
-
-// group is one node of the tree.
-type group struct {
-	id      string
-	apps    []map[string]any
-	groups  map[string]*group
-	version time.Time
-}
-
-func newGroup(id string) *group { return &group{id: id, groups: map[string]*group{}} }
-
-// buildGroups places every app under the groups of its id's path. A
-// group's version is the newest of its apps' versions, as Marathon moves a
-// group's version with every change beneath it.
-func buildGroups(apps []*agent.AppView, render func(*agent.AppView) map[string]any) *group {
-	root := newGroup("/")
-	for _, v := range apps {
-		parts := strings.Split(strings.TrimPrefix(v.ID, "/"), "/")
-		g := root
-		g.touch(v.Version)
-		for i := range parts[:len(parts)-1] {
-			gid := "/" + strings.Join(parts[:i+1], "/")
-			sub := g.groups[gid]
-			if sub == nil {
-				sub = newGroup(gid)
-				g.groups[gid] = sub
-			}
-			g = sub
-			g.touch(v.Version)
+	id := marathon.CanonicalID(rest)
+	q := r.URL.Query()
+	switch r.Method {
+	case "GET":
+		s.showGroup(w, r, id)
+	case "POST", "PUT":
+		body, ok := readBody(w, r)
+		if !ok {
+			return
 		}
-		g.apps = append(g.apps, render(v))
+		opts := agent.GroupOptions{Create: r.Method == "POST", Force: boolParam(q, "force", false),
+			DryRun: r.Method == "PUT" && boolParam(q, "dryRun", false)}
+		res, err := s.a.ChangeGroup(r.Context(), id, body, opts)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		if opts.DryRun {
+			writeJSON(w, http.StatusOK, map[string]any{"steps": renderPlanSteps(res.Steps)})
+			return
+		}
+		w.Header().Set("Marathon-Deployment-Id", res.DeploymentID)
+		status := http.StatusOK
+		if opts.Create {
+			w.Header().Set("Location", "/v2/groups"+strings.TrimSuffix(res.Group, "/"))
+			status = http.StatusCreated
+		}
+		writeJSON(w, status, renderDeploymentResult(res.DeploymentResult))
+	case "PATCH":
+		body, ok := readBody(w, r)
+		if !ok {
+			return
+		}
+		if err := s.a.PatchGroup(r.Context(), id, body); err != nil {
+			writeError(w, err)
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+	case "DELETE":
+		res, err := s.a.DeleteGroup(r.Context(), id, boolParam(q, "force", false))
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		w.Header().Set("Marathon-Deployment-Id", res.DeploymentID)
+		writeJSON(w, http.StatusOK, renderDeploymentResult(res))
+	default:
+		methodNotAllowed(w)
 	}
-	return root
 }
 
-func (g *group) touch(t time.Time) {
-	if t.After(g.version) {
-		g.version = t
-	}
+// groupEmbed is what a group's JSON holds (InfoEmbedResolver.resolveAppGroup):
+// apps, subgroups and pods as "group.apps", "group.groups" and
+// "group.pods" ask, all three when no embed is given (GroupsResource's
+// defaultEmbeds); each app with what the "group.apps.*" embeds ask.
+type groupEmbed struct {
+	apps, groups, pods bool
+	app                embed
 }
 
-// find returns the group with the canonical id, or nil.
-func (g *group) find(id string) *group {
-	if g.id == id {
-		return g
-	}
-	for gid, sub := range g.groups {
-		if id == gid || strings.HasPrefix(id, gid+"/") {
-			return sub.find(id)
+func groupEmbeds(q url.Values) groupEmbed {
+	e := groupEmbed{app: appEmbed(q, "group.apps.")}
+	given := false
+	for _, v := range q["embed"] {
+		switch {
+		case v == "group.groups":
+			e.groups, given = true, true
+		case v == "group.pods":
+			e.pods, given = true, true
+		case v == "group.apps", strings.HasPrefix(v, "group.apps."):
+			e.apps, given = true, true
 		}
 	}
-	return nil
+	if !given {
+		e.apps, e.groups, e.pods = true, true, true
+	}
+	return e
 }
 
-// json renders the group as Marathon does, subgroups sorted by id.
-func (g *group) json() map[string]any {
-	ids := make([]string, 0, len(g.groups))
-	for id := range g.groups {
-		ids = append(ids, id)
+func (s *Server) showGroup(w http.ResponseWriter, r *http.Request, id string) {
+	snap := s.a.Snapshot()
+	node := agent.BuildGroupTree(snap.Apps, snap.Groups).Find(id)
+	if node == nil {
+		writeJSON(w, http.StatusNotFound, msg("Group '"+id+"' does not exist"))
+		return
 	}
-	sort.Strings(ids)
-	subs := make([]map[string]any, 0, len(ids))
-	for _, id := range ids {
-		subs = append(subs, g.groups[id].json())
+	writeJSON(w, http.StatusOK, renderGroup(node, groupEmbeds(r.URL.Query())))
+}
+
+// renderGroup renders a group as GroupInfo: id, dependencies and version
+// always (the root of an empty Marathon has version 1970-01-01), apps,
+// groups and pods as embedded.
+func renderGroup(n *agent.GroupNode, e groupEmbed) map[string]any {
+	deps := n.Dependencies
+	if deps == nil {
+		deps = []string{}
 	}
-	apps := g.apps
-	if apps == nil {
-		apps = []map[string]any{}
+	version := n.Version
+	if version.IsZero() {
+		version = time.Unix(0, 0)
 	}
-	out := map[string]any{
-		"id": g.id, "apps": apps, "groups": subs, "pods": []any{}, "dependencies": []string{},
+	out := map[string]any{"id": n.ID, "dependencies": deps, "version": marathon.FormatTime(version)}
+	if e.apps {
+		apps := make([]map[string]any, 0, len(n.Apps))
+		for _, v := range n.Apps {
+			apps = append(apps, renderApp(v, e.app))
+		}
+		out["apps"] = apps
 	}
-	if !g.version.IsZero() {
-		out["version"] = marathon.FormatTime(g.version)
+	if e.groups {
+		groups := make([]map[string]any, 0, len(n.Groups))
+		for _, g := range n.Groups {
+			groups = append(groups, renderGroup(g, e))
+		}
+		out["groups"] = groups
+	}
+	if e.pods {
+		out["pods"] = []any{}
 	}
 	return out
+}
+
+func (s *Server) groupVersions(w http.ResponseWriter, id string) {
+	vs, err := s.a.GroupVersions(id)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	out := make([]string, len(vs))
+	for i, v := range vs {
+		out[i] = marathon.FormatTime(v)
+	}
+	// A bare array, as groups.raml gives it (apps' versions are an object).
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) groupVersion(w http.ResponseWriter, id, version string) {
+	node, err := s.a.GroupVersion(id, version)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, node.Marathon())
 }

@@ -7,7 +7,7 @@ import (
 
 // TestGroups: GET /v2/groups derives Marathon's group tree from app ids;
 // a group id shows its part; an unknown one is 404 in Marathon's words;
-// changes to groups are refused with what to do instead.
+// DELETE removes a group with everything in it.
 func TestGroups(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
@@ -64,18 +64,28 @@ func TestGroups(t *testing.T) {
 	// An app is not a group.
 	expect(t, e.do("GET", "/v2/groups/shop/db", nil), http.StatusNotFound, "GET an app as a group")
 
+	// A group with deployments in progress is locked, as its apps are.
 	r = e.do("DELETE", "/v2/groups/shop", nil)
-	expect(t, r, http.StatusMethodNotAllowed, "DELETE a group")
-	if m, _ := r.obj(t)["message"].(string); m == "" {
-		t.Fatalf("DELETE /v2/groups/shop: no message: %s", r)
+	if r.Status != http.StatusOK {
+		expect(t, r, http.StatusConflict, "DELETE a group while its apps deploy")
+		e.settled("/shop/db", 1)
+		e.settled("/shop/web/frontend", 1)
+		r = e.do("DELETE", "/v2/groups/shop", nil)
 	}
-	if g := e.do("GET", "/v2/groups/shop", nil); g.Status != http.StatusOK {
-		t.Fatalf("the refused DELETE changed something: %s", g)
+	deploymentResult(t, r, http.StatusOK, "DELETE a group")
+	waitUntil(t, "/shop gone", func() bool {
+		return e.a.Snapshot().App("/shop/db") == nil && e.a.Snapshot().App("/shop/web/frontend") == nil
+	})
+	expect(t, e.do("GET", "/v2/groups/shop", nil), http.StatusNotFound, "GET the removed group")
+	if g := e.do("GET", "/v2/groups", nil).obj(t); appIDs(g) != "/top" {
+		t.Fatalf("root group after removing /shop: %v", g)
 	}
 
-	// A removed app leaves its groups at once, as it leaves /v2/apps.
-	expect(t, e.do("DELETE", "/v2/apps/shop/web/frontend", nil), http.StatusOK, "DELETE app")
-	expect(t, e.do("GET", "/v2/groups/shop/web", nil), http.StatusNotFound, "GET the emptied group")
+	// A removed app leaves the groups its id alone made at once, as it
+	// leaves /v2/apps.
+	e.createApp(webApp("/other/web/frontend"))
+	expect(t, e.do("DELETE", "/v2/apps/other/web/frontend?force=true", nil), http.StatusOK, "DELETE app")
+	expect(t, e.do("GET", "/v2/groups/other/web", nil), http.StatusNotFound, "GET the emptied group")
 }
 
 // appIDs lists a group's app ids, comma-separated.

@@ -22,6 +22,7 @@ import (
 	"github.com/mesolite/mesolite/agent/agenttest"
 	"github.com/mesolite/mesolite/agent/api"
 	"github.com/mesolite/mesolite/agent/marathon"
+	"github.com/mesolite/mesolite/internal/conformance"
 	"github.com/mesolite/mesolite/sandbox"
 )
 
@@ -38,6 +39,8 @@ type env struct {
 	siblings []string
 	// token is the API token, which the helpers that check state send.
 	token string
+	// checked is api with the conformance check around it.
+	checked http.Handler
 }
 
 type envOption func(*agent.Config, *api.Config)
@@ -74,7 +77,10 @@ func newEnv(t testing.TB, opts ...envOption) *env {
 	e.a, e.rt = ta.Agent, ta.Runtime
 	e.token = scfg.Token
 	e.api = api.New(ta.Agent, scfg)
-	e.srv = httptest.NewServer(e.api)
+	// Every answer and event of the test is checked against Marathon's
+	// schema as it passes; a mismatch fails the test at once.
+	e.checked = conformance.Default().Handler(e.api, conformance.Reporter(t))
+	e.srv = httptest.NewServer(e.checked)
 	t.Cleanup(func() {
 		e.srv.CloseClientConnections()
 		e.srv.Close()
@@ -223,7 +229,7 @@ func residentApp(id string) map[string]any {
 			"portMappings": []any{map[string]any{"containerPort": 5432, "hostPort": 0, "protocol": "tcp", "labels": map[string]any{"VIP_0": "/pg:5432"}}},
 		},
 		"env":            map[string]any{"PGDATA": "/mnt/mesos/sandbox/pgdata"},
-		"backoffSeconds": 0.05, "backoffFactor": 2, "maxLaunchDelaySeconds": 2,
+		"backoffSeconds": 0, "backoffFactor": 2, "maxLaunchDelaySeconds": 2,
 	}
 }
 

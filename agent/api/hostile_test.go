@@ -262,7 +262,7 @@ func TestBodyLimit(t *testing.T) {
 func TestHeaderLimit(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	srv := httptest.NewUnstartedServer(e.api)
+	srv := httptest.NewUnstartedServer(e.checked)
 	srv.Config.MaxHeaderBytes = api.MaxHeaderBytes
 	srv.Config.ReadHeaderTimeout = 10 * time.Second
 	srv.Start()

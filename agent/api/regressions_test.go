@@ -4,6 +4,7 @@ package api_test
 // a restart, the queue's delay reset, deployment versions and step events.
 
 import (
+	"fmt"
 	"net/http"
 	"reflect"
 	"slices"
@@ -90,10 +91,10 @@ func TestDeleteDeploymentInfoVersion(t *testing.T) {
 }
 
 // TestDeploymentStepFailure: a deployment that does not succeed (here:
-// replaced by a forced change) is announced with deployment_step_success
-// before deployment_failed. agent/deploy.go finishDeployment publishes
-// "deployment_step_success" whatever success is. Fix: publish
-// "deployment_step_failure" (Marathon's name) when !success.
+// replaced by a forced change) was announced with deployment_step_success
+// for the step it never finished, before deployment_failed. The steps it
+// did finish (the creation's StartApplication) succeed, as in Marathon;
+// the step in progress fails with "deployment_step_failure".
 func TestDeploymentStepFailure(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
@@ -102,12 +103,17 @@ func TestDeploymentStepFailure(t *testing.T) {
 	first := e.createApp(checkedApp("/b", failing.port, 300, 3))
 	expect(t, e.do("PUT", "/v2/apps/b?force=true", `{"instances":2}`), http.StatusOK, "forced scale")
 	s.waitFor("deployment_failed", func(m map[string]any) bool { return m["id"] == first })
-	for _, typ := range s.types() {
-		if typ == "deployment_step_success" {
-			t.Fatalf("the replaced deployment %s was announced with deployment_step_success: %v", first, s.types())
+	failed := s.waitFor("deployment_step_failure", func(m map[string]any) bool { return get(m, "plan", "id") == first })
+	unfinished := fmt.Sprint(get(failed, "currentStep", "actions"))
+	types := s.types()
+	s.mu.Lock()
+	seen := slices.Clone(s.seen)
+	s.mu.Unlock()
+	for _, ev := range seen {
+		if ev.Type == "deployment_step_success" && get(ev.Data, "plan", "id") == first && fmt.Sprint(get(ev.Data, "currentStep", "actions")) == unfinished {
+			t.Fatalf("the replaced deployment %s was announced with deployment_step_success for its unfinished step %s: %v", first, unfinished, types)
 		}
 	}
-	s.waitFor("deployment_step_failure", func(m map[string]any) bool { return get(m, "plan", "id") == first })
 }
 
 // TestDelayResetOfQueuedApp: an app waiting in the launch queue (here for

@@ -54,7 +54,7 @@ type App struct {
 	MaxLaunchDelaySeconds      float64                    `json:"maxLaunchDelaySeconds"`
 	Container                  *Container                 `json:"container,omitempty"`
 	HealthChecks               []HealthCheck              `json:"healthChecks,omitempty"`
-	ReadinessChecks            []json.RawMessage          `json:"readinessChecks,omitempty"`
+	ReadinessChecks            []ReadinessCheck           `json:"readinessChecks,omitempty"`
 	Dependencies               []string                   `json:"dependencies,omitempty"`
 	UpgradeStrategy            UpgradeStrategy            `json:"upgradeStrategy"`
 	Labels                     map[string]string          `json:"labels"`
@@ -216,6 +216,39 @@ type HealthCheck struct {
 	DelaySeconds           int      `json:"delaySeconds"`
 	IgnoreHTTP1xx          *bool    `json:"ignoreHttp1xx,omitempty"`
 	IPProtocol             string   `json:"ipProtocol,omitempty"`
+}
+
+// ReadinessCheck is one entry of "readinessChecks" (readinessCheck.raml):
+// an HTTP(S) GET that a deployment waits for, for every new task, before
+// it goes on. Marathon writes every field, its defaults included.
+type ReadinessCheck struct {
+	Name                    string `json:"name"`
+	Protocol                string `json:"protocol"`
+	Path                    string `json:"path"`
+	PortName                string `json:"portName"`
+	IntervalSeconds         int    `json:"intervalSeconds"`
+	TimeoutSeconds          int    `json:"timeoutSeconds"`
+	HTTPStatusCodesForReady []int  `json:"httpStatusCodesForReady"`
+	PreserveLastResponse    bool   `json:"preserveLastResponse"`
+}
+
+// UnmarshalJSON fills Marathon's readiness check defaults before decoding
+// (ReadinessCheck.Default*: name readinessCheck, HTTP, path /, port name
+// http-api, every 30 s, timeout 10 s, ready on 200).
+func (r *ReadinessCheck) UnmarshalJSON(b []byte) error {
+	type plain ReadinessCheck
+	v := plain{
+		Name: "readinessCheck", Protocol: "HTTP", Path: "/", PortName: "http-api",
+		IntervalSeconds: 30, TimeoutSeconds: 10,
+	}
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	if v.HTTPStatusCodesForReady == nil {
+		v.HTTPStatusCodesForReady = []int{200}
+	}
+	*r = ReadinessCheck(v)
+	return nil
 }
 
 // Command is the command of a COMMAND health check.

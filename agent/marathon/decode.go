@@ -97,6 +97,26 @@ func DecodeObject(body []byte) (map[string]any, error) {
 	return obj, nil
 }
 
+// decodeGroupObject is DecodeObject for a group body, whose "version" is
+// the version to roll back to, not a field Marathon writes.
+func decodeGroupObject(body []byte) (map[string]any, error) {
+	var version any
+	probe, err := DecodeObject(body)
+	if err != nil {
+		return nil, err
+	}
+	var raw map[string]json.RawMessage
+	if json.Unmarshal(body, &raw) == nil {
+		if v, ok := raw["version"]; ok {
+			if err := json.Unmarshal(v, &version); err != nil {
+				return nil, &SyntaxError{Msg: err.Error()}
+			}
+			probe["version"] = version
+		}
+	}
+	return probe, nil
+}
+
 // FromObject decodes a generic JSON object into an App with Marathon's
 // defaults for every field the object leaves out. Values of the wrong JSON
 // type are a *ValidationError with one detail per path. Keys match field

@@ -61,14 +61,16 @@ func normalizeCollections(app *App) {
 		app.HealthChecks = []HealthCheck{}
 	}
 	if app.ReadinessChecks == nil {
-		app.ReadinessChecks = []json.RawMessage{}
+		app.ReadinessChecks = []ReadinessCheck{}
 	}
 	if app.Dependencies == nil {
 		app.Dependencies = []string{}
 	}
+	// A relative dependency is relative to the app's group, as Marathon's
+	// AppNormalization resolves it (canonicalPath of the app's parent).
 	for i, d := range app.Dependencies {
 		if d != "" {
-			app.Dependencies[i] = CanonicalID(d)
+			app.Dependencies[i] = ResolveID(d, ParentID(app.ID))
 		}
 	}
 	if app.Secrets == nil {

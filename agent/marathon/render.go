@@ -36,7 +36,9 @@ type Task struct {
 	ServicePorts       []int               `json:"servicePorts"`
 	IPAddresses        []IPAddress         `json:"ipAddresses"`
 	HealthCheckResults []HealthCheckResult `json:"healthCheckResults"`
-	LocalVolumes       []LocalVolume       `json:"localVolumes,omitempty"`
+	// LocalVolumes is written for every task, [] when it has none, as
+	// Marathon 1.8's RAML writer does.
+	LocalVolumes []LocalVolume `json:"localVolumes"`
 }
 
 // IPAddress is one entry of a task's ipAddresses.
@@ -45,14 +47,17 @@ type IPAddress struct {
 	Protocol  string `json:"protocol"`
 }
 
-// HealthCheckResult is one entry of a task's healthCheckResults.
+// HealthCheckResult is one entry of a task's healthCheckResults. The
+// times and the cause are left out until there is one: Marathon 1.8's
+// HealthConversion writes Options, which are absent when None (the older
+// Formats.HealthWrites wrote null).
 type HealthCheckResult struct {
 	Alive               bool    `json:"alive"`
 	ConsecutiveFailures int     `json:"consecutiveFailures"`
-	FirstSuccess        *string `json:"firstSuccess"`
-	LastSuccess         *string `json:"lastSuccess"`
-	LastFailure         *string `json:"lastFailure"`
-	LastFailureCause    *string `json:"lastFailureCause"`
+	FirstSuccess        *string `json:"firstSuccess,omitempty"`
+	LastSuccess         *string `json:"lastSuccess,omitempty"`
+	LastFailure         *string `json:"lastFailure,omitempty"`
+	LastFailureCause    *string `json:"lastFailureCause,omitempty"`
 	InstanceID          string  `json:"instanceId"`
 }
 
@@ -93,36 +98,89 @@ type DeploymentAction struct {
 	App    string `json:"app"`
 }
 
-// CurrentAction is an action of the current step, with its readiness.
-type CurrentAction struct {
-	Action                string `json:"action"`
-	App                   string `json:"app"`
-	ReadinessCheckResults []any  `json:"readinessCheckResults"`
+// ReadinessCheckResult is the result of a readiness check of one task
+// (readinessCheckResult.raml): the last response only when the check
+// preserves it and a response came.
+type ReadinessCheckResult struct {
+	Name         string        `json:"name"`
+	TaskID       string        `json:"taskId"`
+	Ready        bool          `json:"ready"`
+	LastResponse *HTTPResponse `json:"lastResponse,omitempty"`
 }
 
-// RenderDeployment renders a deployment of one app: its steps of
-// actions, the current one 1-based.
-func RenderDeployment(id string, version time.Time, appID string, steps [][]string, current int) Deployment {
-	d := Deployment{
-		ID: id, Version: FormatTime(version), AffectedApps: []string{appID}, AffectedPods: []string{},
-		Steps: []DeploymentStep{}, CurrentActions: []CurrentAction{}, CurrentStep: current, TotalSteps: len(steps),
+// HTTPResponse is the last response of a readiness check.
+type HTTPResponse struct {
+	Status      int    `json:"status"`
+	ContentType string `json:"contentType"`
+	Body        string `json:"body"`
+}
+
+// CurrentAction is an action of a step with the readiness results of its
+// app: an entry of GET /v2/deployments' currentActions, and an action of a
+// deployment event's currentStep (deploymentEventsInfo.raml's
+// DeploymentActionInfo).
+type CurrentAction struct {
+	Action                string                 `json:"action"`
+	App                   string                 `json:"app"`
+	ReadinessCheckResults []ReadinessCheckResult `json:"readinessCheckResults"`
+}
+
+// Plan is a deployment plan as the deployment events carry it: with the
+// root group before (original) and after (target) the change, unless the
+// stream asked for light plans (/v2/events?plan-format=light), which have
+// neither.
+type Plan struct {
+	ID       string           `json:"id"`
+	Version  string           `json:"version"`
+	Steps    []DeploymentStep `json:"steps"`
+	Original *Group           `json:"original,omitempty"`
+	Target   *Group           `json:"target,omitempty"`
+}
+
+// Group is a group as a plan's original and target carry it
+// (Raml.toRaml(group)): its apps plain, its subgroups, no pods.
+type Group struct {
+	ID           string           `json:"id"`
+	Apps         []map[string]any `json:"apps"`
+	Groups       []*Group         `json:"groups"`
+	Pods         []any            `json:"pods"`
+	Dependencies []string         `json:"dependencies"`
+	Version      string           `json:"version"`
+}
+
+// PlainApp renders an app's definition as Marathon's App: the definition
+// with its version and, unless the app has only a version (just created:
+// Marathon's VersionInfo.OnlyVersion, which is not written), versionInfo.
+func PlainApp(def map[string]any, version, lastScalingAt, lastConfigChangeAt time.Time, versionInfo bool) map[string]any {
+	out := make(map[string]any, len(def)+12)
+	for k, v := range def {
+		out[k] = v
 	}
-	for _, step := range steps {
-		d.Steps = append(d.Steps, RenderStep(appID, step))
-	}
-	if current >= 1 && current <= len(steps) {
-		for _, act := range steps[current-1] {
-			d.CurrentActions = append(d.CurrentActions, CurrentAction{Action: act, App: appID, ReadinessCheckResults: []any{}})
+	out["version"] = FormatTime(version)
+	if versionInfo {
+		out["versionInfo"] = map[string]any{
+			"lastScalingAt":      FormatTime(lastScalingAt),
+			"lastConfigChangeAt": FormatTime(lastConfigChangeAt),
 		}
 	}
-	return d
+	return out
 }
 
-// RenderStep renders one step of a deployment of one app.
-func RenderStep(appID string, actions []string) DeploymentStep {
-	s := DeploymentStep{Actions: []DeploymentAction{}}
-	for _, act := range actions {
-		s.Actions = append(s.Actions, DeploymentAction{Action: act, App: appID})
+// PrefixDetails puts prefix before the paths of a *ValidationError (an
+// app's errors at "/apps(2)" of a group body); other errors pass as they
+// are.
+func PrefixDetails(err error, prefix string) error {
+	ve, ok := err.(*ValidationError)
+	if !ok || prefix == "" {
+		return err
 	}
-	return s
+	out := &ValidationError{Details: make([]Detail, len(ve.Details))}
+	for i, d := range ve.Details {
+		p := d.Path
+		if p == "/" {
+			p = ""
+		}
+		out.Details[i] = Detail{Path: prefix + p, Errors: d.Errors}
+	}
+	return out
 }

@@ -236,11 +236,80 @@ func Validate(app *App, opts Options) error {
 	}
 	v.portRange(app, opts)
 	v.healthChecks(app)
+	v.readinessChecks(app)
 	v.residency(app)
+	v.wholeSeconds(app)
 	if len(app.IPAddress) > 0 {
 		v.add("/ipAddress", "must be an object such as {\"networkName\": \"my-net\"}; better, use networks")
 	}
 	return v.err()
+}
+
+// wholeSeconds checks the durations Marathon's RAML types as integers
+// (int32 seconds): a fraction would be written back as Marathon never
+// writes it.
+func (v *validator) wholeSeconds(app *App) {
+	for _, f := range []struct {
+		path string
+		x    float64
+	}{{"/backoffSeconds", app.BackoffSeconds}, {"/maxLaunchDelaySeconds", app.MaxLaunchDelaySeconds}} {
+		if f.x != math.Trunc(f.x) && !math.IsNaN(f.x) {
+			v.add(f.path, "got %v, expected a whole number of seconds", f.x)
+		}
+	}
+	if g := app.TaskKillGracePeriodSeconds; g != nil && *g != math.Trunc(*g) {
+		v.add("/taskKillGracePeriodSeconds", "got %v, expected a whole number of seconds", *g)
+	}
+}
+
+// readinessChecks checks "readinessChecks" as Marathon's validation does:
+// at most one (ReadinessBehavior assumes one per app), HTTP or HTTPS, a
+// path, the name of one of the app's ports, an interval longer than the
+// timeout, and at least one status code for ready.
+func (v *validator) readinessChecks(app *App) {
+	if len(app.ReadinessChecks) > 1 {
+		v.add("/readinessChecks", "only one readiness check per app is supported")
+	}
+	names := map[string]bool{}
+	for _, pd := range app.PortDefinitions {
+		if pd.Name != "" {
+			names[pd.Name] = true
+		}
+	}
+	for _, pm := range app.PortMappings() {
+		if pm.Name != "" {
+			names[pm.Name] = true
+		}
+	}
+	for i, rc := range app.ReadinessChecks {
+		p := fmt.Sprintf("/readinessChecks(%d)", i)
+		if rc.Name == "" {
+			v.add(p+"/name", "must not be empty")
+		}
+		if rc.Protocol != ProtoHTTP && rc.Protocol != ProtoHTTPS {
+			v.add(p+"/protocol", "must be HTTP or HTTPS")
+		}
+		if !strings.HasPrefix(rc.Path, "/") {
+			v.add(p+"/path", "must start with /")
+		}
+		if !names[rc.PortName] {
+			v.add(p+"/portName", "no port of the app is named %q: name a port in portDefinitions (host networking) or container.portMappings", rc.PortName)
+		}
+		if rc.IntervalSeconds < 1 {
+			v.add(p+"/intervalSeconds", "got %d, expected 1 or more", rc.IntervalSeconds)
+		}
+		if rc.TimeoutSeconds < 1 || rc.TimeoutSeconds >= rc.IntervalSeconds {
+			v.add(p+"/timeoutSeconds", "got %d, expected 1 or more and less than intervalSeconds (%d)", rc.TimeoutSeconds, rc.IntervalSeconds)
+		}
+		if len(rc.HTTPStatusCodesForReady) == 0 {
+			v.add(p+"/httpStatusCodesForReady", "must name at least one status code")
+		}
+		for j, c := range rc.HTTPStatusCodesForReady {
+			if c < 100 || c > 999 {
+				v.add(fmt.Sprintf("%s/httpStatusCodesForReady(%d)", p, j), "got %d, expected an HTTP status code (100 to 999)", c)
+			}
+		}
+	}
 }
 
 func (v *validator) upgradeStrategy(app *App) {

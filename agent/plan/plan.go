@@ -54,8 +54,8 @@ type App struct {
 
 // Action is one thing a step does to one app.
 type Action struct {
-	Kind string
-	App  string
+	Kind string `json:"action"`
+	App  string `json:"app"`
 }
 
 // Step is a set of actions that may run together.

@@ -71,7 +71,7 @@ func TestCompute(t *testing.T) {
 		{
 			name:     "stops and scale-downs before starts and scale-ups",
 			original: shop(2, 1, -1), target: map[string]App{"/shop/db": {ID: "/shop/db", Instances: 1, Config: "v1"}, "/other": {ID: "/other", Instances: 1, Config: "v1"}},
-			want:     "[Stop /shop/api] [Scale /shop/db] [Start /other] [Scale /other]",
+			want: "[Stop /shop/api] [Scale /shop/db] [Start /other] [Scale /other]",
 		},
 		{
 			name:     "independent apps share a step",

@@ -212,7 +212,7 @@ const faultApp = `{
   "healthChecks": [{"protocol": "HTTP", "path": "/health", "portIndex": 0, "gracePeriodSeconds": 5,
     "intervalSeconds": 1, "timeoutSeconds": 1, "maxConsecutiveFailures": 3}],
   "taskKillGracePeriodSeconds": 1,
-  "backoffSeconds": 0.2, "backoffFactor": 1.5, "maxLaunchDelaySeconds": 1,
+  "backoffSeconds": 1, "backoffFactor": 1, "maxLaunchDelaySeconds": 1,
   "upgradeStrategy": {"minimumHealthCapacity": 0, "maximumOverCapacity": 0}
 }`
 

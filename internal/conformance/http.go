@@ -208,3 +208,27 @@ func (b *teeBody) Read(p []byte) (int, error) {
 	}
 	return n, err
 }
+
+// Collector gathers mismatches where no test is at hand to fail at once
+// (the CLI's own client, which the end-to-end tests run in process): Report
+// records, Drain hands them to the test that made the requests.
+type Collector struct {
+	mu   sync.Mutex
+	errs []error
+}
+
+// Report records a mismatch.
+func (c *Collector) Report(err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.errs = append(c.errs, err)
+}
+
+// Drain returns the mismatches recorded since the last Drain.
+func (c *Collector) Drain() []error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := c.errs
+	c.errs = nil
+	return out
+}

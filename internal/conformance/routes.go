@@ -144,9 +144,12 @@ func (c *Checker) okSchema(rt route, status int, q url.Values) (string, map[stri
 		// a new app's versionInfo is OnlyVersion, which is not written.
 		return appDoc(embeds{counts: true, deployments: true}, viForbidden)
 	case "PUT /v2/apps", "PATCH /v2/apps", "PUT /v2/apps/{id}", "PATCH /v2/apps/{id}", "DELETE /v2/apps/{id}",
-		"POST /v2/apps/{id}/restart", "POST /v2/groups", "DELETE /v2/groups/{id}":
+		"POST /v2/apps/{id}/restart", "POST /v2/groups/{id}", "DELETE /v2/groups/{id}":
 		return deploymentResult, nil, nil
-	case "PUT /v2/groups/{id}", "PATCH /v2/groups/{id}":
+	case "PATCH /v2/groups/{id}":
+		// Marathon 1.9's patchGroup answers ok() with no body.
+		return "", nil, nil
+	case "PUT /v2/groups/{id}":
 		if boolParam(q, "dryRun") {
 			return "deployment.json#/$defs/dryRun", nil, nil
 		}
@@ -384,24 +387,22 @@ func queue(q url.Values) (string, map[string]any, error) {
 }
 
 // groupDoc is GET /v2/groups[/{id}] with its embeds: group.groups,
-// group.apps and group.apps.<app embed>; without any, group.groups and
-// group.apps (groups.raml).
+// group.apps, group.pods and group.apps.<app embed>; without any, all
+// three (GroupsResource's defaultEmbeds).
 func groupDoc(q url.Values) (string, map[string]any, error) {
-	var apps, groups, given bool
+	var apps, groups, pods, given bool
 	for _, v := range q["embed"] {
 		switch {
 		case v == "group.groups":
 			groups, given = true, true
-		case v == "group.apps":
+		case v == "group.pods":
+			pods, given = true, true
+		case v == "group.apps", strings.HasPrefix(v, "group.apps."):
 			apps, given = true, true
-		case strings.HasPrefix(v, "group.apps."):
-			apps, given = true, true
-		case strings.HasPrefix(v, "group."):
-			given = true
 		}
 	}
 	if !given {
-		apps, groups = true, true
+		apps, groups, pods = true, true, true
 	}
 	e := appEmbeds(q, "group.apps.")
 	props := map[string]any{}
@@ -421,6 +422,12 @@ func groupDoc(q url.Values) (string, map[string]any, error) {
 		key += "-g"
 	} else {
 		props["groups"] = false
+	}
+	if pods {
+		required = append(required, "pods")
+		key += "-p"
+	} else {
+		props["pods"] = false
 	}
 	return key, map[string]any{
 		"$ref":                  base + "group.json#/$defs/groupFields",
