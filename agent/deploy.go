@@ -447,6 +447,15 @@ func configKey(spec *marathon.App, lastConfigChange time.Time) string {
 	if err != nil {
 		return lastConfigChange.String()
 	}
+	// Raw parts (unreachableStrategy, ...) keep the order their keys came
+	// in: compare them in a canonical form.
+	var canon any
+	if err := json.Unmarshal(b, &canon); err != nil {
+		return string(b)
+	}
+	if b, err = json.Marshal(canon); err != nil {
+		return lastConfigChange.String()
+	}
 	return string(b)
 }
 

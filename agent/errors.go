@@ -18,6 +18,10 @@ var (
 	ErrConflict = errors.New("conflict")
 	// ErrInvalid: the request itself is malformed.
 	ErrInvalid = errors.New("invalid request")
+	// ErrUnprocessable: a well-formed request Marathon refuses with 422
+	// and a message alone (its IllegalArgumentException), such as a group
+	// version that does not exist.
+	ErrUnprocessable = errors.New("unprocessable")
 	// ErrLocked: a deployment in progress holds the app and the change
 	// was not forced; the error is a *LockedError.
 	ErrLocked = errors.New("locked by a deployment")

@@ -250,8 +250,11 @@ func (a *Agent) rollbackChange(ch *change, gid, version string) error {
 		}
 	}
 	if !ok {
-		return &marathon.ValidationError{Details: []marathon.Detail{{Path: "/version", Errors: []string{
-			fmt.Sprintf("Group %s not available in version %s", gid, version)}}}}
+		// GroupApiService's IllegalArgumentException: 422 with a message.
+		if err == nil {
+			version = marathon.FormatTime(t)
+		}
+		return errorf(ErrUnprocessable, "Group %s not available in version %s", gid, version)
 	}
 	if node := a.rootTree(nil, false).Find(gid); node != nil {
 		a.removeSubtree(ch, node)

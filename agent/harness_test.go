@@ -56,7 +56,12 @@ func (h *harness) start() {
 	if err != nil {
 		h.t.Fatalf("start agent: %v", err)
 	}
-	h.ta, h.rt, h.st, h.a = ta, ta.Runtime, ta.Store, ta.Agent
+	h.ta, h.st, h.a = ta, ta.Store, ta.Agent
+	if h.rt == nil {
+		// After a restart it is the same runtime, which a dead agent's
+		// goroutines (crash tests) may still read.
+		h.rt = ta.Runtime
+	}
 }
 
 func (h *harness) stop() {

@@ -919,6 +919,8 @@ func writeError(w http.ResponseWriter, err error) {
 		writeJSON(w, http.StatusConflict, msg(err.Error()))
 	case errors.Is(err, agent.ErrInvalid):
 		writeJSON(w, http.StatusBadRequest, msg(err.Error()))
+	case errors.Is(err, agent.ErrUnprocessable):
+		writeJSON(w, http.StatusUnprocessableEntity, msg(err.Error()))
 	case errors.Is(err, agent.ErrUnavailable):
 		writeJSON(w, http.StatusServiceUnavailable, msg(err.Error()))
 	case errors.As(err, &mbe):

@@ -2,6 +2,7 @@ package api_test
 
 import (
 	"net/http"
+	"strings"
 	"testing"
 )
 
@@ -98,4 +99,214 @@ func appIDs(g map[string]any) string {
 		s += a.(map[string]any)["id"].(string)
 	}
 	return s
+}
+
+// stackBody is a three-tier group with relative ids: web depends on api,
+// api on db.
+func stackBody(id string) map[string]any {
+	return map[string]any{"id": id, "apps": []any{
+		webApp("db"),
+		with(webApp("api"), "dependencies", []any{"db"}),
+		with(webApp("./web"), "dependencies", []any{"api"}),
+	}}
+}
+
+// stepsOf renders a plan's steps as "Action app, ... | ...".
+func stepsOf(t *testing.T, steps any) string {
+	t.Helper()
+	var out []string
+	for _, s := range steps.([]any) {
+		var acts []string
+		for _, a := range s.(map[string]any)["actions"].([]any) {
+			acts = append(acts, get(a, "action").(string)+" "+get(a, "app").(string))
+		}
+		out = append(out, strings.Join(acts, ", "))
+	}
+	return strings.Join(out, " | ")
+}
+
+// TestGroupWrites: POST creates a group (201, Location, the deployment),
+// its relative ids resolved against it, in dependency order; dryRun shows
+// the plan and changes nothing; scaleBy, versions, rollback by version,
+// PATCH and a second POST (409) as Marathon answers them.
+func TestGroupWrites(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	s := e.subscribe("?event_type=group_change_success&event_type=deployment_info&event_type=deployment_success")
+
+	dry := e.do("PUT", "/v2/groups/shop?dryRun=true", stackBody("/shop"))
+	expect(t, dry, http.StatusOK, "dry run")
+	if got, want := stepsOf(t, dry.obj(t)["steps"]), "StartApplication /shop/api, StartApplication /shop/db, StartApplication /shop/web | ScaleApplication /shop/db | ScaleApplication /shop/api | ScaleApplication /shop/web"; got != want {
+		t.Fatalf("dry run steps %s\nwant %s", got, want)
+	}
+	expect(t, e.do("GET", "/v2/groups/shop", nil), http.StatusNotFound, "the group after a dry run")
+
+	r := e.do("POST", "/v2/groups", stackBody("shop"))
+	dep, version := deploymentResult(t, r, http.StatusCreated, "POST /v2/groups")
+	if l := r.Header.Get("Location"); l != "/v2/groups/shop" {
+		t.Fatalf("Location %q", l)
+	}
+	if d := e.do("GET", "/v2/deployments", nil).arr(t); len(d) == 1 {
+		if get(d[0], "id") != dep || len(get(d[0], "affectedApps").([]any)) != 3 || num(get(d[0], "totalSteps")) != 4 {
+			t.Fatalf("GET /v2/deployments: %v", d)
+		}
+	}
+	change := s.waitFor("group_change_success", nil)
+	if change["groupId"] != "/shop" || change["version"] != version {
+		t.Fatalf("group_change_success %v", change)
+	}
+	s.waitFor("deployment_success", func(m map[string]any) bool { return m["id"] == dep })
+	for _, id := range []string{"/shop/db", "/shop/api", "/shop/web"} {
+		e.settled(id, 1)
+	}
+	if deps := e.app("/shop/web")["dependencies"].([]any); len(deps) != 1 || deps[0] != "/shop/api" {
+		t.Fatalf("web's dependencies %v: relative ids are resolved against the group", deps)
+	}
+	expectMessage(t, e.do("POST", "/v2/groups", stackBody("/shop")), http.StatusConflict, "Group /shop is already created. Use PUT to change this group.")
+
+	// scaleBy: every app of the group, ceil(instances × factor).
+	deploymentResult(t, e.do("PUT", "/v2/groups/shop", map[string]any{"scaleBy": 1.5}), http.StatusOK, "scaleBy")
+	for _, id := range []string{"/shop/db", "/shop/api", "/shop/web"} {
+		e.settled(id, 2)
+	}
+
+	vs := e.do("GET", "/v2/groups/shop/versions", nil).arr(t)
+	if len(vs) != 2 || vs[1] != version {
+		t.Fatalf("versions %v, the first %s", vs, version)
+	}
+	old := e.do("GET", "/v2/groups/shop/versions/"+version, nil).obj(t)
+	if get(old, "apps", 0, "instances") != 1.0 {
+		t.Fatalf("the first version: %v", old)
+	}
+	deploymentResult(t, e.do("PUT", "/v2/groups/shop", map[string]any{"version": version}), http.StatusOK, "rollback")
+	for _, id := range []string{"/shop/db", "/shop/api", "/shop/web"} {
+		e.settled(id, 1)
+	}
+	expectMessage(t, e.do("PUT", "/v2/groups/shop", map[string]any{"version": "2001-01-01T00:00:00.000Z"}), http.StatusUnprocessableEntity,
+		"Group /shop not available in version 2001-01-01T00:00:00.000Z")
+
+	expect(t, e.do("PATCH", "/v2/groups/shop", map[string]any{"enforceRole": false}), http.StatusOK, "PATCH")
+	expect(t, e.do("PATCH", "/v2/groups/nope", map[string]any{"enforceRole": false}), http.StatusNotFound, "PATCH an unknown group")
+}
+
+// TestGroupChangeRestartsOnlyWhatChanged: a PUT changing one app of a group
+// restarts that app and leaves the others' tasks alone; an app missing
+// from a given list is removed.
+func TestGroupChangeRestartsOnlyWhatChanged(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	deploymentResult(t, e.do("POST", "/v2/groups", stackBody("/s")), http.StatusCreated, "POST")
+	before := map[string]string{}
+	for _, id := range []string{"/s/db", "/s/api", "/s/web"} {
+		before[id] = e.settled(id, 1)[0].ID
+	}
+	body := stackBody("/s")
+	body["apps"].([]any)[1] = with(body["apps"].([]any)[1].(map[string]any), "env", map[string]any{"V": "2"})
+	r := e.do("PUT", "/v2/groups/s?dryRun=true", body)
+	if got := stepsOf(t, r.obj(t)["steps"]); got != "RestartApplication /s/api" {
+		t.Fatalf("plan of changing api: %s", got)
+	}
+	deploymentResult(t, e.do("PUT", "/v2/groups/s", body), http.StatusOK, "PUT")
+	for _, id := range []string{"/s/db", "/s/api", "/s/web"} {
+		task := e.settled(id, 1)[0].ID
+		if (task != before[id]) != (id == "/s/api") {
+			t.Fatalf("%s: task %s, before %s", id, task, before[id])
+		}
+	}
+	// Without web: web is removed, the others stay.
+	body["apps"] = body["apps"].([]any)[:2]
+	r = e.do("PUT", "/v2/groups/s?dryRun=true", body)
+	if got := stepsOf(t, r.obj(t)["steps"]); got != "StopApplication /s/web" {
+		t.Fatalf("plan of dropping web: %s", got)
+	}
+	deploymentResult(t, e.do("PUT", "/v2/groups/s", body), http.StatusOK, "PUT without web")
+	e.gone("/s/web")
+	e.settled("/s/api", 1)
+}
+
+// TestGroupRefusals: cycles and missing dependencies are 422 naming them;
+// an app id clash is 409; nothing is deployed.
+func TestGroupRefusals(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.createApp(webApp("/taken/app"))
+	e.settled("/taken/app", 1)
+
+	cyc := map[string]any{"apps": []any{
+		with(webApp("x"), "dependencies", []any{"y"}),
+		with(webApp("y"), "dependencies", []any{"/cyc/x"}),
+	}}
+	r := e.do("PUT", "/v2/groups/cyc", cyc)
+	expect(t, r, http.StatusUnprocessableEntity, "a cycle")
+	if !strings.Contains(r.String(), "/cyc/x") || !strings.Contains(r.String(), "/cyc/y") {
+		t.Fatalf("the cycle is not named: %s", r)
+	}
+	r = e.do("POST", "/v2/groups", map[string]any{"id": "/miss", "apps": []any{with(webApp("m"), "dependencies", []any{"/nowhere"})}})
+	expect(t, r, http.StatusUnprocessableEntity, "a missing dependency")
+	if !strings.Contains(r.String(), "/nowhere") || !strings.Contains(r.String(), "/apps(0)/dependencies") {
+		t.Fatalf("the missing dependency is not named with its path: %s", r)
+	}
+	// /taken exists: /taken/app made it, as in Marathon.
+	expectMessage(t, e.do("POST", "/v2/groups", map[string]any{"id": "/taken", "apps": []any{webApp("app")}}), http.StatusConflict,
+		"Group /taken is already created. Use PUT to change this group.")
+	r = e.do("PUT", "/v2/groups/taken", map[string]any{"groups": []any{map[string]any{"id": "app", "apps": []any{webApp("x")}}}})
+	expect(t, r, http.StatusConflict, "a group with an existing app's id")
+	if !strings.Contains(r.String(), "/taken/app") {
+		t.Fatalf("the clash is not named: %s", r)
+	}
+	r = e.do("POST", "/v2/groups", map[string]any{"id": "/new", "apps": []any{webApp("a")}, "groups": []any{map[string]any{"id": "a", "apps": []any{webApp("b")}}}})
+	if r.Status != http.StatusConflict && r.Status != http.StatusUnprocessableEntity || !strings.Contains(r.String(), "/new/a") {
+		t.Fatalf("an app and a group of one id in a body: %s", r)
+	}
+	r = e.do("PUT", "/v2/groups/taken/app", map[string]any{"apps": []any{}})
+	expect(t, r, http.StatusConflict, "a group id that is an app")
+	if !strings.Contains(r.String(), "/taken/app") {
+		t.Fatalf("the clash is not named: %s", r)
+	}
+	if d := e.do("GET", "/v2/deployments", nil).arr(t); len(d) != 0 {
+		t.Fatalf("refused changes deployed: %v", d)
+	}
+	if g := e.do("GET", "/v2/groups", nil).obj(t); len(g["groups"].([]any)) != 1 {
+		t.Fatalf("refused changes made groups: %v", g["groups"])
+	}
+}
+
+// TestBulkAppUpdate: PUT /v2/apps with an array is one deployment of every
+// app in it.
+func TestBulkAppUpdate(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.createApp(webApp("/a"))
+	e.createApp(webApp("/b"))
+	e.settled("/a", 1)
+	e.settled("/b", 1)
+	dep, _ := deploymentResult(t, e.do("PUT", "/v2/apps", []any{
+		map[string]any{"id": "/a", "instances": 2}, map[string]any{"id": "/b", "instances": 3},
+	}), http.StatusOK, "bulk PUT")
+	if d := e.a.Snapshot().Deployments; len(d) == 1 && (d[0].ID != dep || len(d[0].Affected) != 2) {
+		t.Fatalf("deployments %+v", d[0])
+	}
+	e.settled("/a", 2)
+	e.settled("/b", 3)
+	r := e.do("PUT", "/v2/apps", []any{map[string]any{"id": "/a", "cpus": -1}})
+	expect(t, r, http.StatusUnprocessableEntity, "a bad app in a bulk PUT")
+	if !strings.Contains(r.String(), "/(0)/cpus") && !strings.Contains(r.String(), "(0)") {
+		t.Fatalf("the bad app is not named: %s", r)
+	}
+}
+
+// TestGroupDeploymentCancel: DELETE /v2/deployments/{id} of a group
+// creation removes what it made.
+func TestGroupDeploymentCancel(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	body := map[string]any{"id": "/big", "apps": []any{webApp("a"), with(webApp("b"), "cpus", 1000, "dependencies", []any{"a"})}}
+	dep, _ := deploymentResult(t, e.do("POST", "/v2/groups", body), http.StatusCreated, "POST")
+	waitUntil(t, "a running", func() bool { v := e.a.Snapshot().App("/big/a"); return v != nil && v.TasksRunning == 1 })
+	waitUntil(t, "b waiting", func() bool { return len(e.a.Snapshot().Queue) == 1 })
+	deploymentResult(t, e.do("DELETE", "/v2/deployments/"+dep, nil), http.StatusOK, "cancel")
+	e.gone("/big/a")
+	e.gone("/big/b")
+	e.noDeployments()
+	expect(t, e.do("GET", "/v2/groups/big", nil), http.StatusNotFound, "the cancelled group")
 }
