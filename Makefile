@@ -25,9 +25,13 @@ run: build test-image ## run the agent with the shipped agent.toml
 	./$(BIN) agent --config agent.toml
 
 test: build test-image postgres-image ## run every test, Docker and PostgreSQL ones included
-	$(GO) test -count=1 -timeout 15m -skip '^TestE2EDockerRestart$$' ./...
+	@# Every API answer and event the tests see is checked against Marathon's
+	@# schema (internal/conformance); each test binary appends its count here.
+	@mkdir -p bin && rm -f bin/conformance.txt
+	MESOLITE_CONFORMANCE_LOG=$(CURDIR)/bin/conformance.txt $(GO) test -count=1 -timeout 15m -skip '^TestE2EDockerRestart$$' ./...
 	@# Restarting dockerd must not overlap any other Docker test: it runs alone, last.
-	MESOLITE_DOCKER_RESTART=1 $(GO) test -count=1 -timeout 5m -run '^TestE2EDockerRestart$$' -v ./cmd/mesolite
+	MESOLITE_CONFORMANCE_LOG=$(CURDIR)/bin/conformance.txt MESOLITE_DOCKER_RESTART=1 $(GO) test -count=1 -timeout 5m -run '^TestE2EDockerRestart$$' -v ./cmd/mesolite
+	@cat bin/conformance.txt
 	@# The fuzzers, for a bounded time (make fuzz runs them longer).
 	$(MAKE) fuzz FUZZTIME=10s
 

@@ -1,7 +1,6 @@
 package api_test
 
 import (
-	"fmt"
 	"os"
 	"testing"
 
@@ -13,6 +12,6 @@ import (
 // traffic against Marathon's schema (see newEnv).
 func TestMain(m *testing.M) {
 	code := m.Run()
-	fmt.Println(conformance.Default().Summary())
+	conformance.Default().Finish("agent/api")
 	os.Exit(code)
 }

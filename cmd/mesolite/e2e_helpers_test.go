@@ -170,6 +170,7 @@ func startAgentAs(t *testing.T, extra string, wrap *agentUser) *agentProc {
 	}
 	p.logPath = filepath.Join(dir, "agent.log")
 	p.addr = freeAddr(t)
+	checkTraffic(t, p.addr)
 	p.start()
 	t.Cleanup(func() {
 		p.stop(syscall.SIGTERM)

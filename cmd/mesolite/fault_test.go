@@ -367,6 +367,7 @@ func startAgentWith(t *testing.T, lo, n int, extra string, env []string) *agentP
 	}
 	p.logPath = filepath.Join(dir, "agent.log")
 	p.addr = freeAddr(t)
+	checkTraffic(t, p.addr)
 	p.start()
 	t.Cleanup(func() {
 		p.stop(syscall.SIGTERM)

@@ -28,6 +28,7 @@ import (
 	"io/fs"
 	"net/http"
 	"net/url"
+	"os"
 	"path"
 	"strings"
 	"sync"
@@ -111,6 +112,29 @@ func (c *Checker) Counts() (responses, events int64) {
 func (c *Checker) Summary() string {
 	r, e := c.Counts()
 	return fmt.Sprintf("conformance: %d answers and %d events checked against Marathon's schema", r, e)
+}
+
+// LogEnv names a file the test binaries append their summaries to: go
+// test shows a passing package's output only with -v, so make test
+// prints this file after the suite.
+const LogEnv = "MESOLITE_CONFORMANCE_LOG"
+
+// Finish reports what the checker saw in a test binary of package pkg:
+// printed, and appended to the file $MESOLITE_CONFORMANCE_LOG names.
+func (c *Checker) Finish(pkg string) {
+	line := pkg + ": " + c.Summary()
+	fmt.Println(line)
+	if path := os.Getenv(LogEnv); path != "" {
+		f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "conformance: %v\n", err)
+			return
+		}
+		defer f.Close()
+		if _, err := fmt.Fprintln(f, line); err != nil {
+			fmt.Fprintf(os.Stderr, "conformance: %v\n", err)
+		}
+	}
 }
 
 // schema returns the compiled schema of a reference into the embedded

@@ -303,7 +303,7 @@ func TestSuiteTraffic(t *testing.T) {
 	s.until("no deployment left", func() bool { return len(s.a.Snapshot().Deployments) == 0 })
 
 	responses, events := check.Counts()
-	t.Logf("%s", check.Summary())
+	check.Finish("internal/conformance (TestSuiteTraffic)")
 	if responses < 60 || events < 40 {
 		t.Errorf("the suite checked only %d answers and %d events; it must cover every endpoint and event type", responses, events)
 	}

@@ -1,0 +1,48 @@
+package main
+
+import (
+	"net/http"
+	"os"
+	"sync"
+	"testing"
+
+	"github.com/mesolite/mesolite/internal/conformance"
+)
+
+// Every answer and event the tests of this package receive from an agent
+// is checked against Marathon's schema (internal/conformance), and a
+// mismatch fails the test that made the request. In-process agents
+// (startCLIAgent) are checked on the server side; agent processes
+// (startAgent) on the client side: TestMain puts a transport in front of
+// http.DefaultTransport, which every client here uses (the CLI's own, run
+// in process, included), and checks what comes from a registered agent's
+// address.
+
+// baseTransport is http.DefaultTransport as it was.
+var baseTransport = http.DefaultTransport
+
+// checkedHosts maps an agent's host:port to the checking transport of the
+// test that started it.
+var checkedHosts sync.Map
+
+type hostChecked struct{}
+
+func (hostChecked) RoundTrip(r *http.Request) (*http.Response, error) {
+	if rt, ok := checkedHosts.Load(r.URL.Host); ok {
+		return rt.(http.RoundTripper).RoundTrip(r)
+	}
+	return baseTransport.RoundTrip(r)
+}
+
+// checkTraffic checks, until t ends, every answer from the agent at host.
+func checkTraffic(t *testing.T, host string) {
+	checkedHosts.Store(host, conformance.Default().Transport(baseTransport, conformance.Reporter(t)))
+	t.Cleanup(func() { checkedHosts.Delete(host) })
+}
+
+func TestMain(m *testing.M) {
+	http.DefaultTransport = hostChecked{}
+	code := m.Run()
+	conformance.Default().Finish("cmd/mesolite")
+	os.Exit(code)
+}
