@@ -111,11 +111,24 @@ var cliCommands = []*cliCommand{
 	{name: "task log", args: "[--follow] [--stderr] [--lines N] TASK", bools: []string{"follow", "stderr"}, values: []string{"lines"}, minArgs: 1, maxArgs: 1, run: taskLog,
 		summary: "Print the last N lines (default 10) of a task's stdout or stderr.",
 		help:    "TASK is a whole task id (also of a past incarnation whose sandbox is still on\ndisk), or part of the id of one current task, e.g. the app's name.\n--follow keeps printing what the task writes until interrupted (Ctrl-C), and\ngoes on with the next task when the instance is relaunched."},
+	{name: "group add", args: "[FILE|URL|-]", minArgs: 0, maxArgs: 1, run: groupAdd,
+		summary: "Add a group of applications (and subgroups) from a Marathon group definition (JSON).",
+		help:    "Reads FILE, an http(s) URL, or standard input when FILE is - or missing. The\napplications start in the order their dependencies give, each once those it\ndepends on run, are healthy and ready. Prints the id of the deployment."},
 	{name: "group list", args: "[--json]", bools: []string{"json"}, maxArgs: 0, run: groupList,
-		summary: "List the groups the applications' ids make (/shop/db is in group /shop).",
+		summary: "List the groups (those made by group add, and those application ids make).",
 		help:    "Columns: ID APPS (the applications in the group and its subgroups).\n--json prints the groups as JSON, as GET /v2/groups gives them."},
-	{name: "group show", args: "ID", minArgs: 1, maxArgs: 1, run: groupShow,
-		summary: "Show a group as JSON, with its applications and subgroups."},
+	{name: "group show", args: "[--group-version VERSION] ID", values: []string{"group-version"}, minArgs: 1, maxArgs: 1, run: groupShow,
+		summary: "Show a group as JSON, with its applications and subgroups.",
+		help:    "--group-version shows one of its versions (GET /v2/groups/ID/versions lists them)."},
+	{name: "group update", args: "ID [key=value ...] [--force]", bools: []string{"force"}, minArgs: 1, maxArgs: -1, run: groupUpdate,
+		summary: "Change a group: its apps, groups, dependencies; version=V rolls it back.",
+		help:    "Each value is read as in app update, e.g. version=2024-01-02T03:04:05.678Z or\napps='[...]'. Without key=value, reads a group definition from standard input.\nApplications and subgroups missing from a given list are removed; only the\napplications that changed are restarted. --force overrides a deployment in progress."},
+	{name: "group scale", args: "ID FACTOR [--force]", bools: []string{"force"}, minArgs: 2, maxArgs: 2, run: groupScale,
+		summary: "Scale every application of a group by FACTOR (instances × FACTOR, rounded up).",
+		help:    "FACTOR 0 stops the group: instances with persistent volumes keep their\nreservations and data. From 0, scaling by any factor stays at 0: roll back with\n'group update ID version=...' or start the applications. --force overrides a\ndeployment in progress."},
+	{name: "group remove", args: "ID [--force]", bools: []string{"force"}, minArgs: 1, maxArgs: 1, run: groupRemove,
+		summary: "Remove a group with its applications (and their persistent volumes) and subgroups.",
+		help:    "The applications stop in reverse dependency order. --force overrides a\ndeployment in progress."},
 	{name: "events", args: "[--type TYPE ...]", values: []string{"type"}, maxArgs: 0, run: events,
 		summary: "Print the event stream, one \"TYPE JSON\" line per event, until interrupted.",
 		help:    "--type (repeatable) keeps only events of that type, e.g. status_update_event,\ndeployment_success, health_status_changed_event."},
@@ -161,7 +174,7 @@ type token struct {
 }
 
 // valueOptions take a value, as "--name VALUE" or "--name=VALUE".
-var valueOptions = map[string]bool{"lines": true, "type": true, "config": true}
+var valueOptions = map[string]bool{"lines": true, "type": true, "config": true, "group-version": true}
 
 func (c *cli) run(ctx context.Context, args []string) int {
 	var (

@@ -40,6 +40,7 @@ type appInfo struct {
 
 // lockedError is a 409 of a command that has --force.
 type lockedError struct {
+	kind        string // "app" or "group"
 	appID       string
 	deployments []string
 }
@@ -49,14 +50,14 @@ func (e *lockedError) Error() string {
 	if len(e.deployments) > 0 {
 		which = "deployment " + strings.Join(e.deployments, ", ")
 	}
-	return fmt.Sprintf("changes blocked: %s already in progress for app '%s'; wait for it to finish (see DEPLOYMENT in 'mesolite app list') or run again with --force to override it", which, e.appID)
+	return fmt.Sprintf("changes blocked: %s already in progress for %s '%s'; wait for it to finish (see DEPLOYMENT in 'mesolite app list') or run again with --force to override it", which, e.kind, e.appID)
 }
 
 // locked turns a 409 into a lockedError.
 func locked(err error, appID string) error {
 	var ae *apiError
 	if errors.As(err, &ae) && ae.Status == http.StatusConflict {
-		return &lockedError{appID: appID, deployments: ae.Deployments}
+		return &lockedError{kind: "app", appID: appID, deployments: ae.Deployments}
 	}
 	return err
 }
@@ -325,34 +326,9 @@ func appUpdate(ctx context.Context, c *cli, inv *invocation) error {
 	if err != nil {
 		return err
 	}
-	var body []byte
-	if props := inv.args[1:]; len(props) > 0 {
-		obj := map[string]any{}
-		for _, item := range props {
-			k, v, err := parseJSONItem(item)
-			if err != nil {
-				return err
-			}
-			if _, dup := obj[k]; dup {
-				return userErrorf("Key '%s' was specified more than once", k)
-			}
-			obj[k] = v
-		}
-		var buf bytes.Buffer
-		enc := json.NewEncoder(&buf)
-		enc.SetEscapeHTML(false)
-		if err := enc.Encode(obj); err != nil {
-			return fmt.Errorf("encode the update: %w", err)
-		}
-		body = buf.Bytes()
-	} else {
-		body, err = c.readInput("", "mesolite app update "+strings.TrimPrefix(id, "/")+" < update.json")
-		if err != nil {
-			return err
-		}
-		if _, err := jsonObject(body, "the update on standard input"); err != nil {
-			return err
-		}
+	body, err := c.updateBody(inv.args[1:], "mesolite app update "+strings.TrimPrefix(id, "/")+" < update.json")
+	if err != nil {
+		return err
 	}
 	if _, _, err := c.getApp(ctx, id); err != nil {
 		return err
@@ -363,6 +339,40 @@ func appUpdate(ctx context.Context, c *cli, inv *invocation) error {
 	}
 	fmt.Fprintf(c.stdout, "Created deployment %s\n", deploymentOf(b, h))
 	return nil
+}
+
+// updateBody is the JSON object of an update: the key=value properties,
+// or standard input without any (as the DC/OS CLI's
+// get_resource_from_properties).
+func (c *cli) updateBody(props []string, example string) ([]byte, error) {
+	if len(props) == 0 {
+		body, err := c.readInput("", example)
+		if err != nil {
+			return nil, err
+		}
+		if _, err := jsonObject(body, "the update on standard input"); err != nil {
+			return nil, err
+		}
+		return body, nil
+	}
+	obj := map[string]any{}
+	for _, item := range props {
+		k, v, err := parseJSONItem(item)
+		if err != nil {
+			return nil, err
+		}
+		if _, dup := obj[k]; dup {
+			return nil, userErrorf("Key '%s' was specified more than once", k)
+		}
+		obj[k] = v
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(obj); err != nil {
+		return nil, fmt.Errorf("encode the update: %w", err)
+	}
+	return buf.Bytes(), nil
 }
 
 func appRemove(ctx context.Context, c *cli, inv *invocation) error {

@@ -22,6 +22,7 @@ import (
 	"github.com/mesolite/mesolite/agent"
 	"github.com/mesolite/mesolite/agent/agenttest"
 	"github.com/mesolite/mesolite/agent/api"
+	"github.com/mesolite/mesolite/internal/conformance"
 )
 
 // cliAgent is a real agent over the fake runtime, served by httptest.
@@ -48,7 +49,7 @@ func startCLIAgent(t *testing.T, cfg api.Config) *cliAgent {
 	}
 	ta.rt = a.Runtime
 	t.Cleanup(func() { _ = a.Stop() }) // Run's result: the agent was cancelled
-	h := api.New(a.Agent, cfg)
+	h := conformance.Default().Handler(api.New(a.Agent, cfg), conformance.Reporter(t))
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ta.mu.Lock()
 		ta.auth = append(ta.auth, r.Header.Get("Authorization"))
@@ -381,6 +382,72 @@ func TestCLIGroups(t *testing.T) {
 	if r.code != 1 || r.err != "Error: group '/nope' does not exist\n" {
 		t.Fatalf("group show /nope: %v", r)
 	}
+}
+
+// TestCLIGroupCommands: group add, update, scale, show --group-version
+// and remove, with and without "marathon", printing as the DC/OS CLI does.
+func TestCLIGroupCommands(t *testing.T) {
+	ta := startCLIAgent(t, api.Config{Version: "test"})
+	stack := `{"id":"/stack","apps":[` + cliWebApp("db") + `,` +
+		strings.Replace(cliWebApp("web"), `"cmd"`, `"dependencies":["db"],"cmd"`, 1) + `]}`
+	file := writeCLIApp(t, stack)
+	if out := ta.ok("group", "add", file); !cliDeploymentLine.MatchString(out) {
+		t.Fatalf("group add printed %q", out)
+	}
+	if r := ta.cli("", "marathon", "group", "add", file); r.code != 1 || r.err != "Error: Group '/stack' already exists\n" {
+		t.Fatalf("group add twice: %v", r)
+	}
+	if r := ta.cli("{}", "group", "add"); r.code != 1 || r.err != "Error: the group definition in standard input has no id\n" {
+		t.Fatalf("group add without id: %v", r)
+	}
+	ta.waitDeployed("/stack/db", "1/1")
+	ta.waitDeployed("/stack/web", "1/1")
+	if out := ta.ok("group", "list"); out != "ID      APPS\n/stack   2\n" {
+		t.Fatalf("group list:\n%s", out)
+	}
+	var versions []string
+	raw, _, err := ta.cliClientGet("/v2/groups/stack/versions")
+	if err != nil || json.Unmarshal(raw, &versions) != nil || len(versions) != 1 {
+		t.Fatalf("versions %s %v", raw, err)
+	}
+
+	if out := ta.ok("marathon", "group", "scale", "stack", "2"); !cliDeploymentLine.MatchString(out) {
+		t.Fatalf("group scale printed %q", out)
+	}
+	ta.waitDeployed("/stack/db", "2/2")
+	ta.waitDeployed("/stack/web", "2/2")
+	if out := ta.ok("group", "update", "/stack", "version="+versions[0]); !cliDeploymentLine.MatchString(out) {
+		t.Fatalf("group update printed %q", out)
+	}
+	ta.waitDeployed("/stack/web", "1/1")
+	var old map[string]any
+	if err := json.Unmarshal([]byte(ta.ok("group", "show", "--group-version", versions[0], "stack")), &old); err != nil || old["id"] != "/stack" {
+		t.Fatalf("group show --group-version: %v %v", old, err)
+	}
+	if r := ta.cli("", "group", "scale", "stack", "x"); r.code != 2 || !strings.Contains(r.err, `the scale factor "x" is not a number`) {
+		t.Fatalf("group scale x: %v", r)
+	}
+	cycle := `{"apps":[` + strings.Replace(cliWebApp("a"), `"cmd"`, `"dependencies":["b"],"cmd"`, 1) + `,` +
+		strings.Replace(cliWebApp("b"), `"cmd"`, `"dependencies":["a"],"cmd"`, 1) + `]}`
+	if r := ta.cli(cycle, "group", "update", "stack"); r.code != 1 || !strings.Contains(r.err, "/stack/a") {
+		t.Fatalf("group update with a cycle: %v", r)
+	}
+	if out := ta.ok("group", "remove", "stack"); out != "" {
+		t.Fatalf("group remove printed %q", out)
+	}
+	cliWaitUntil(t, "the group gone", func() bool { return ta.ok("group", "list") == "" })
+	if r := ta.cli("", "group", "remove", "stack"); r.code != 1 || r.err != "Error: group '/stack' does not exist\n" {
+		t.Fatalf("group remove twice: %v", r)
+	}
+}
+
+// cliClientGet is a GET through the CLI's client.
+func (ta *cliAgent) cliClientGet(path string) ([]byte, http.Header, error) {
+	c, err := newAPIClient(ta.url, "")
+	if err != nil {
+		return nil, nil, err
+	}
+	return c.do(context.Background(), http.MethodGet, path, nil, nil)
 }
 
 func TestCLIAppErrors(t *testing.T) {
