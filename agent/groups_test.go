@@ -458,3 +458,34 @@ func TestGroupCrashWindows(t *testing.T) {
 		})
 	}
 }
+
+// TestReadinessKeepsTheOldTask: a restart of an app without volumes keeps
+// the old task until its successor is ready (upgradeStrategy's
+// minimumHealthCapacity 1), as Marathon's task replacement does.
+func TestReadinessKeepsTheOldTask(t *testing.T) {
+	port, ready := readyServer(t)
+	ready.Store(true)
+	h := newHarness(t, testConfig())
+	app := readyApp("/rolling", port, "/ready")
+	app["container"].(map[string]any)["volumes"] = []any{}
+	h.create(appJSON(t, app, nil))
+	old := h.running("/rolling", 1)[0]
+	ready.Store(false)
+	if _, _, err := h.a.UpdateApp(context.Background(), "/rolling", []byte(`{"env":{"V":"2"}}`), agent.UpdateOptions{Partial: true}); err != nil {
+		t.Fatal(err)
+	}
+	h.waitFor("the successor running, not ready", func(s *agent.Snapshot) bool {
+		r := s.App("/rolling")
+		return r.TasksRunning == 2 && len(s.Deployments) == 1 && len(s.Deployments[0].Readiness["/rolling"]) == 1 &&
+			s.Deployments[0].Readiness["/rolling"][0].LastResponse != nil
+	})
+	time.Sleep(2500 * time.Millisecond)
+	if s := h.a.Snapshot(); s.Task(old.ID) == nil || s.Task(old.ID).State != agent.TaskRunning {
+		t.Fatalf("the old task went before its successor was ready")
+	}
+	ready.Store(true)
+	tasks := h.running("/rolling", 1)
+	if tasks[0].ID == old.ID {
+		t.Fatalf("the old task stayed")
+	}
+}

@@ -44,14 +44,10 @@ type readinessState struct {
 // tasks at the current configuration.
 func (a *Agent) watchReadiness(ap *app) {
 	wanted := map[string]*instance{}
-	d := a.deployments[ap.deployID]
-	if d != nil && len(ap.spec.ReadinessChecks) > 0 && d.stepOf(ap.id()) == d.CurrentStep {
-		switch d.actionOf(ap.id()) {
-		case ActionScale, ActionRestart:
-			for _, inst := range a.appInstances(ap.id()) {
-				if t := inst.task(); inst.rec.Goal == GoalRunning && t != nil && t.State == TaskRunning && !outdated(ap, inst) {
-					wanted[t.ID] = inst
-				}
+	if a.checksReadiness(ap) {
+		for _, inst := range a.appInstances(ap.id()) {
+			if t := inst.task(); inst.rec.Goal == GoalRunning && t != nil && t.State == TaskRunning && !outdated(ap, inst) {
+				wanted[t.ID] = inst
 			}
 		}
 	}
@@ -67,6 +63,29 @@ func (a *Agent) watchReadiness(ap *app) {
 			a.startReadiness(ap, inst)
 		}
 	}
+}
+
+// checksReadiness reports whether an app's readiness is checked now: it
+// has readiness checks and its deployment is at its step, scaling or
+// restarting it.
+func (a *Agent) checksReadiness(ap *app) bool {
+	d := a.deployments[ap.deployID]
+	if d == nil || len(ap.spec.ReadinessChecks) == 0 || d.stepOf(ap.id()) != d.CurrentStep {
+		return false
+	}
+	k := d.actionOf(ap.id())
+	return k == ActionScale || k == ActionRestart
+}
+
+// notReady reports whether a running task of the current configuration
+// waits for its readiness check (not yet started, or not yet ready).
+func (a *Agent) notReady(ap *app, inst *instance) bool {
+	t := inst.task()
+	if t == nil || outdated(ap, inst) || !a.checksReadiness(ap) {
+		return false
+	}
+	st := a.readiness[t.ID]
+	return st == nil || !st.ready
 }
 
 // startReadiness checks one task on a worker until it is ready.
@@ -142,8 +161,11 @@ func (a *Agent) onReadiness(st *readinessState, ready bool, resp *ReadinessRespo
 	}
 	st.ready = ready
 	a.changed = true
-	if ap := a.apps[st.appID]; ap != nil && ap.deployID != "" {
-		a.dirtyDeployments[ap.deployID] = true
+	if ap := a.apps[st.appID]; ap != nil {
+		a.touchApp(ap) // a ready successor lets an old task go
+		if ap.deployID != "" {
+			a.dirtyDeployments[ap.deployID] = true
+		}
 	}
 }
 

@@ -87,6 +87,13 @@ func serving(ap *app, inst *instance) bool {
 	return len(ap.spec.HealthChecks) == 0 || healthy(t, len(ap.spec.HealthChecks))
 }
 
+// serves is serving, and for a task of the current configuration whose
+// readiness its deployment checks, ready too: Marathon replaces an old
+// task only once its successor is healthy and ready.
+func (a *Agent) serves(ap *app, inst *instance) bool {
+	return serving(ap, inst) && !a.notReady(ap, inst)
+}
+
 // healthy: every health check has a result and all are alive.
 func healthy(t *Task, checks int) bool {
 	if len(t.Health) < checks {
@@ -127,11 +134,12 @@ func (a *Agent) scaleResident(ap *app, active, stopped []*instance) {
 	}
 	var old []*instance
 	servingCount, pending := 0, 0
+	serves := func(inst *instance) bool { return a.serves(ap, inst) }
 	for _, inst := range active {
 		if outdated(ap, inst) {
 			old = append(old, inst)
 		}
-		if serving(ap, inst) {
+		if serves(inst) {
 			servingCount++
 		} else {
 			pending++
@@ -139,7 +147,7 @@ func (a *Agent) scaleResident(ap *app, active, stopped []*instance) {
 	}
 	minHealthy := int(math.Ceil(float64(want) * ap.spec.UpgradeStrategy.MinimumHealthCapacity))
 	busy := func(inst *instance) bool { return inst.busy != "" || inst.task().State == TaskKilling }
-	replaceOld(ap, old, servingCount-minHealthy, pending, busy, func(inst *instance) {
+	replaceOld(old, serves, servingCount-minHealthy, pending, busy, func(inst *instance) {
 		inst.restartFor = "restart"
 		inst.cause = metrics.ReasonRestart
 		a.kill(inst, "replaced by version "+formatTime(ap.rec.Version))
@@ -155,16 +163,17 @@ func (a *Agent) scaleEphemeral(ap *app, active []*instance) {
 	var old, current []*instance
 	servingCount := 0
 	currentPending := 0
+	serves := func(inst *instance) bool { return a.serves(ap, inst) }
 	for _, inst := range active {
 		if outdated(ap, inst) {
 			old = append(old, inst)
 		} else {
 			current = append(current, inst)
-			if !serving(ap, inst) {
+			if !serves(inst) {
 				currentPending++
 			}
 		}
-		if serving(ap, inst) {
+		if serves(inst) {
 			servingCount++
 		}
 	}
@@ -181,7 +190,7 @@ func (a *Agent) scaleEphemeral(ap *app, active []*instance) {
 		current, added = a.grow(ap, current, limit)
 		currentPending += added
 		never := func(*instance) bool { return false }
-		replaceOld(ap, old, servingCount-minHealthy, currentPending, never, func(inst *instance) {
+		replaceOld(old, serves, servingCount-minHealthy, currentPending, never, func(inst *instance) {
 			a.setGoal(inst, GoalDecommissioned)
 		})
 	} else {
@@ -215,19 +224,19 @@ func (a *Agent) grow(ap *app, list []*instance, n int) ([]*instance, int) {
 // and nothing new is pending, one goes anyway so the change makes
 // progress. Old instances that do not serve go first; skip leaves one
 // alone this round.
-func replaceOld(ap *app, old []*instance, canKill, pending int, skip func(*instance) bool, replace func(*instance)) {
+func replaceOld(old []*instance, serves func(*instance) bool, canKill, pending int, skip func(*instance) bool, replace func(*instance)) {
 	if len(old) == 0 {
 		return
 	}
 	if canKill < 1 && pending == 0 {
 		canKill = 1
 	}
-	sort.SliceStable(old, func(i, j int) bool { return !serving(ap, old[i]) && serving(ap, old[j]) })
+	sort.SliceStable(old, func(i, j int) bool { return !serves(old[i]) && serves(old[j]) })
 	for _, inst := range old {
 		if skip(inst) {
 			continue
 		}
-		if serving(ap, inst) {
+		if serves(inst) {
 			if canKill <= 0 {
 				break
 			}
