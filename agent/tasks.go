@@ -17,8 +17,12 @@ import (
 const logDrainTimeout = 10 * time.Second
 
 // maxParallelLaunches is how many tasks are launched (sandbox, image,
-// container create and start) at once; the others queue for a slot.
-const maxParallelLaunches = 4
+// container create and start) at once; the others queue for a slot. With
+// four, a group of 20 apps launched in 1.5× the time of 20 parallel
+// `docker run -d` (Docker runs 20 creates at once faster than four by
+// four); with 40 at once on a loaded machine, Docker's calls took more
+// than the 30 s timeout. 20 launched such a group within 1.15× Docker.
+const maxParallelLaunches = 20
 
 // launch starts the next incarnation of an instance.
 //

@@ -78,6 +78,9 @@ type bench struct {
 	rep   *Report
 	start time.Time
 
+	// want reports whether a part of the benchmark (-only) runs.
+	want func(name string) bool
+
 	mu     sync.Mutex
 	agents []*agentProc
 	stops  []func()
@@ -98,7 +101,7 @@ func run() int {
 	out := fs.String("out", "BENCHMARKS.md", "the report")
 	jsonOut := fs.String("json", "bench.json", "the machine-readable report")
 	bin := fs.String("bin", "bin/mesolite", "the mesolite binary (make build)")
-	only := fs.String("only", "", "comma-separated subset: real,cycles,api,reconcile,fetch,command (default all; command is part of real)")
+	only := fs.String("only", "", "comma-separated subset: real,groups,cycles,api,reconcile,fetch,command (default all; command is part of real)")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		return 2
 	}
@@ -162,6 +165,7 @@ func run() int {
 		}
 		return false
 	}
+	b.want = want
 	b.step("mesolite-bench (quick=%v) in %s", quick, root)
 	if want("api") {
 		b.try("API", b.apiBench)
@@ -179,7 +183,7 @@ func run() int {
 		// Part of "real"; alone, with an agent of its own.
 		b.try("command apps", b.commandBenchmarks)
 	}
-	if want("real") {
+	if want("real") || want("groups") {
 		b.try("real docker", b.realBenchmarks)
 	}
 	if ctx.Err() != nil {
