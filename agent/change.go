@@ -60,9 +60,9 @@ func (a *Agent) visibleApps() map[string]*app {
 // neither an app nor a group are returned, by the app that has them.
 func (a *Agent) planApps(ch *change) (original, target map[string]plan.App, missing map[string][]string) {
 	original, target = map[string]plan.App{}, map[string]plan.App{}
-	specs := map[string]*marathon.App{}
+	before, specs := map[string]*marathon.App{}, map[string]*marathon.App{}
 	for id, ap := range a.visibleApps() {
-		original[id] = plan.App{ID: id, Instances: ap.spec.Instances, Config: configKey(ap.spec, ap.rec.LastConfigChangeAt)}
+		before[id] = ap.spec
 		if !ch.removed[id] {
 			specs[id] = ap.spec
 		}
@@ -79,8 +79,31 @@ func (a *Agent) planApps(ch *change) (original, target map[string]plan.App, miss
 	for id, g := range ch.groups {
 		groups[id] = g
 	}
+	// The original's dependencies order the stops (dependents first); a
+	// missing one there is no error of this change.
+	for id, spec := range before {
+		ap := a.apps[id]
+		deps := resolveDependencies(id, spec, before, a.groups, nil)
+		original[id] = plan.App{ID: id, Instances: spec.Instances, Config: configKey(spec, ap.rec.LastConfigChangeAt), Dependencies: deps}
+	}
 	missing = map[string][]string{}
-	resolve := func(appID, dep string) []string {
+	for id, spec := range specs {
+		key := configKey(spec, time.Time{})
+		if ch.restart[id] {
+			key += " restart"
+		}
+		deps := resolveDependencies(id, spec, specs, groups, missing)
+		target[id] = plan.App{ID: id, Instances: spec.Instances, Config: key, Dependencies: deps}
+	}
+	return original, target, missing
+}
+
+// resolveDependencies turns an app's dependencies, and those of the groups
+// it is in, into the apps they name: an app id, or every app under a
+// group id. A dependency that names neither is added to missing (when
+// given) under the app's id.
+func resolveDependencies(appID string, spec *marathon.App, specs map[string]*marathon.App, groups map[string]*groupRecord, missing map[string][]string) []string {
+	resolve := func(dep string) []string {
 		if _, ok := specs[dep]; ok {
 			return []string{dep}
 		}
@@ -90,33 +113,26 @@ func (a *Agent) planApps(ch *change) (original, target map[string]plan.App, miss
 				out = append(out, id)
 			}
 		}
-		if len(out) == 0 && groups[dep] == nil {
+		if len(out) == 0 && groups[dep] == nil && missing != nil {
 			missing[appID] = append(missing[appID], dep)
 		}
 		return out
 	}
-	for id, spec := range specs {
-		var deps []string
-		for _, d := range spec.Dependencies {
-			deps = append(deps, resolve(id, d)...)
-		}
-		for g := parentGroup(id); ; g = parentGroup(g) {
-			if rec := groups[g]; rec != nil {
-				for _, d := range rec.Dependencies {
-					deps = append(deps, resolve(id, d)...)
-				}
-			}
-			if g == "/" {
-				break
-			}
-		}
-		key := configKey(spec, time.Time{})
-		if ch.restart[id] {
-			key += " restart"
-		}
-		target[id] = plan.App{ID: id, Instances: spec.Instances, Config: key, Dependencies: deps}
+	var deps []string
+	for _, d := range spec.Dependencies {
+		deps = append(deps, resolve(d)...)
 	}
-	return original, target, missing
+	for g := parentGroup(appID); ; g = parentGroup(g) {
+		if rec := groups[g]; rec != nil {
+			for _, d := range rec.Dependencies {
+				deps = append(deps, resolve(d)...)
+			}
+		}
+		if g == "/" {
+			break
+		}
+	}
+	return deps
 }
 
 // dependencyErrors turns missing dependencies and a cycle into 422

@@ -184,6 +184,12 @@ func TestGroupDeploymentOrder(t *testing.T) {
 		t.Fatalf("volumes after scaleBy 0: %v %v", after, err)
 	}
 
+	// Removing the group stops the apps in reverse dependency order.
+	res = h.changeGroup("/s", map[string]any{"apps": []any{}}, agent.GroupOptions{DryRun: true})
+	if got, want := planString(t, res.Steps), "StopApplication /s/web | StopApplication /s/api | StopApplication /s/db"; got != want {
+		t.Fatalf("plan of removing every app %s, want %s", got, want)
+	}
+
 	// Back to the version before: the same reservations, in order again.
 	h.changeGroup("/s", map[string]any{"version": marathon.FormatTime(versions[0])}, agent.GroupOptions{})
 	h.noDeployment("the group rolled back")
