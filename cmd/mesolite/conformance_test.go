@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/mesolite/mesolite/internal/conformance"
+	"github.com/mesolite/mesolite/sandbox/netplane/netplanetest"
 )
 
 // Every answer and event the tests of this package receive from an agent
@@ -40,9 +41,12 @@ func checkTraffic(t *testing.T, host string) {
 	t.Cleanup(func() { checkedHosts.Delete(host) })
 }
 
+// TestMain checks the tests' traffic, reports the count, and removes the
+// test image the network tests imported.
 func TestMain(m *testing.M) {
 	http.DefaultTransport = hostChecked{}
 	code := m.Run()
 	conformance.Default().Finish("cmd/mesolite")
+	netplanetest.RemoveClientImage()
 	os.Exit(code)
 }

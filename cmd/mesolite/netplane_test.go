@@ -720,10 +720,3 @@ func TestE2ENetworkBadInput(t *testing.T) {
 		}
 	})
 }
-
-// TestMain removes the test image the network tests imported.
-func TestMain(m *testing.M) {
-	code := m.Run()
-	netplanetest.RemoveClientImage()
-	os.Exit(code)
-}

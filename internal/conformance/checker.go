@@ -207,6 +207,9 @@ func (m *Mismatch) Error() string {
 func (c *Checker) CheckResponse(r Response) error {
 	c.responses.Add(1)
 	rt := matchRoute(r.Method, r.Path)
+	if rt.path == "other" && r.Status < 400 {
+		return nil // neither Marathon's nor JSON
+	}
 	what := rt.name
 	if len(r.Query) > 0 {
 		what += "?" + r.Query.Encode()

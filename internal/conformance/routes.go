@@ -28,8 +28,12 @@ func matchRoute(method, p string) route {
 	pat := "unknown"
 	switch {
 	case p == "/ping", p == "/v2/info", p == "/v2/leader", p == "/v2/tasks", p == "/v2/tasks/delete",
-		p == "/v2/deployments", p == "/v2/queue", p == "/v2/events", p == "/mesolite/v1/volumes", p == "/mesolite/v1/status":
+		p == "/v2/deployments", p == "/v2/queue", p == "/v2/events", p == "/mesolite/v1/volumes", p == "/mesolite/v1/status",
+		p == "/mesolite/v1/vips":
 		pat = p
+	case p == "/metrics", p == "/", strings.HasPrefix(p, "/ui/"), p == "/ui":
+		// Not JSON: Prometheus's metrics, the dashboard's files.
+		pat = "other"
 	case p == "/v2/apps" || p == "/v2/apps/":
 		pat = "/v2/apps"
 	case strings.HasPrefix(p, "/v2/apps/"):
@@ -201,6 +205,8 @@ func (c *Checker) okSchema(rt route, status int, q url.Values) (string, map[stri
 		return "misc.json#/$defs/volumeRemoved", nil, nil
 	case "GET /mesolite/v1/status":
 		return "misc.json#/$defs/status", nil, nil
+	case "GET /mesolite/v1/vips":
+		return "misc.json#/$defs/vips", nil, nil
 	}
 	return "", nil, fmt.Errorf("no answer with status %d is known for %s", status, rt.name)
 }
@@ -305,7 +311,10 @@ func appSchema(e embeds, vi versionInfo) map[string]any {
 	add(e.lastTaskFailure, false, map[string]any{"lastTaskFailure": ref("app.json#/$defs/taskFailure")})
 	add(e.taskStats, true, map[string]any{"taskStats": ref("app.json#/$defs/taskStats")})
 	// mesolite's own: why an instance of the app cannot be placed.
-	add(e.mesolite, false, map[string]any{"waitingReason": map[string]any{"type": "string", "minLength": 1}})
+	add(e.mesolite, false, map[string]any{
+		"waitingReason": map[string]any{"type": "string", "minLength": 1},
+		"vips":          map[string]any{"type": "array", "items": ref("misc.json#/$defs/vip")},
+	})
 	switch vi {
 	case viRequired:
 		required = append(required, "versionInfo")

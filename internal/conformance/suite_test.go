@@ -566,6 +566,7 @@ func (s *suite) mesolite() {
 	s.do("GET", "/files/read.json?task="+id+"&path=stderr&offset=-1", nil)
 	s.must(200, "GET", "/mesolite/v1/status", nil)
 	s.must(200, "GET", "/mesolite/v1/volumes", nil)
+	s.must(200, "GET", "/mesolite/v1/vips", nil)
 	s.must(404, "DELETE", "/mesolite/v1/volumes/nope", nil)
 }
 
