@@ -23,6 +23,10 @@ type apiClient struct {
 	stream *http.Client // no timeout: the event stream
 }
 
+// clientTransport is the client's transport: nil, http.DefaultTransport,
+// but in the tests, which check every answer against Marathon's schema.
+var clientTransport http.RoundTripper
+
 func newAPIClient(rawURL, token string) (*apiClient, error) {
 	if rawURL == "" {
 		rawURL = defaultURL
@@ -41,8 +45,8 @@ func newAPIClient(rawURL, token string) (*apiClient, error) {
 	return &apiClient{
 		base:   strings.TrimSuffix(u.String(), "/"),
 		token:  token,
-		http:   &http.Client{Timeout: requestTimeout},
-		stream: &http.Client{},
+		http:   &http.Client{Timeout: requestTimeout, Transport: clientTransport},
+		stream: &http.Client{Transport: clientTransport},
 	}, nil
 }
 

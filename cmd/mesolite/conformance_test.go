@@ -14,10 +14,10 @@ import (
 // is checked against Marathon's schema (internal/conformance), and a
 // mismatch fails the test that made the request. In-process agents
 // (startCLIAgent) are checked on the server side; agent processes
-// (startAgent) on the client side: TestMain puts a transport in front of
-// http.DefaultTransport, which every client here uses (the CLI's own, run
-// in process, included), and checks what comes from a registered agent's
-// address.
+// (startAgent) on the client side: every client of the tests (the CLI's
+// own, run in process, http.DefaultClient and the tests' own clients) goes
+// through hostChecked, which checks what comes from a registered agent's
+// address. http.DefaultTransport stays as it is (packages clone it).
 
 // baseTransport is http.DefaultTransport as it was.
 var baseTransport = http.DefaultTransport
@@ -44,7 +44,8 @@ func checkTraffic(t *testing.T, host string) {
 // TestMain checks the tests' traffic, reports the count, and removes the
 // test image the network tests imported.
 func TestMain(m *testing.M) {
-	http.DefaultTransport = hostChecked{}
+	http.DefaultClient.Transport = hostChecked{}
+	clientTransport = hostChecked{}
 	code := m.Run()
 	conformance.Default().Finish("cmd/mesolite")
 	netplanetest.RemoveClientImage()

@@ -80,7 +80,7 @@ func dockerOutage(t *testing.T, p *agentProc, dc *client.Client, down, up func()
 	down()
 	// The agent answers throughout, and shows the instance's task as it
 	// last knew it; it notices that Docker is gone.
-	api := &http.Client{Timeout: 5 * time.Second}
+	api := &http.Client{Timeout: 5 * time.Second, Transport: hostChecked{}}
 	var states []string
 	deadline := time.Now().Add(60 * time.Second)
 	for polls := 0; ; polls++ {

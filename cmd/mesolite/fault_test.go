@@ -257,7 +257,7 @@ func newCommandWorkload(t *testing.T) *faultWorkload {
   "healthChecks": [{"protocol": "HTTP", "path": "/health", "portIndex": 0, "gracePeriodSeconds": 5,
     "intervalSeconds": 1, "timeoutSeconds": 1, "maxConsecutiveFailures": 3}],
   "taskKillGracePeriodSeconds": 1,
-  "backoffSeconds": 0.2, "backoffFactor": 1.5, "maxLaunchDelaySeconds": 1,
+  "backoffSeconds": 1, "backoffFactor": 1, "maxLaunchDelaySeconds": 1,
   "upgradeStrategy": {"minimumHealthCapacity": 0, "maximumOverCapacity": 0}
 }`
 	return &faultWorkload{name: "command", app: app, served: body}
@@ -343,7 +343,7 @@ func newFaultRun(t *testing.T, idx int, spec string, w *faultWorkload) *faultRun
 	t.Helper()
 	r := &faultRun{
 		t: t, appFile: filepath.Join(t.TempDir(), "testapp.json"),
-		http: &http.Client{Timeout: 10 * time.Second},
+		http: &http.Client{Timeout: 10 * time.Second, Transport: hostChecked{}},
 		gone: map[string]bool{}, acked: map[string]map[string]string{}, seen: map[string]bool{},
 		workload: w,
 	}
