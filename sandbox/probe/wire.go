@@ -135,6 +135,13 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn) {
 		go func(id uint64) {
 			defer func() { <-sem }()
 			res := do(ctx, req)
+			if ctx.Err() != nil {
+				// Cut by the server's end (or the client's): no answer, so
+				// the client sees a transport failure, not the empty
+				// Result of a check that was never made, which reads as a
+				// success.
+				return
+			}
 			if err := write(message{ID: id, Res: &res}); err != nil {
 				cancel() // the client is gone: so are its other checks
 			}
