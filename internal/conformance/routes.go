@@ -116,6 +116,11 @@ func (c *Checker) errorExpectation(status int) (expectation, error) {
 	switch status {
 	case http.StatusBadRequest:
 		def = "badRequest"
+	case http.StatusUnsupportedMediaType:
+		// Jersey's 415 reaches MarathonExceptionMapper as a
+		// WebApplicationException: {"message": "Unsupported Media Type"}.
+		// mesolite adds what to send in details (a string), as a 400's.
+		def = "badRequest"
 	case http.StatusConflict:
 		def = "conflict"
 	case http.StatusUnprocessableEntity:

@@ -161,8 +161,11 @@ func (a answer) obj() map[string]any {
 func (s *suite) do(method, path string, body any) answer {
 	s.t.Helper()
 	var rd io.Reader
+	asJSON := true
 	switch b := body.(type) {
 	case nil:
+	case io.Reader:
+		rd, asJSON = b, false // sent without a Content-Type
 	case string:
 		rd = strings.NewReader(b)
 	default:
@@ -172,6 +175,9 @@ func (s *suite) do(method, path string, body any) answer {
 	req, err := http.NewRequest(method, s.srv.URL+path, rd)
 	if err != nil {
 		s.t.Fatal(err)
+	}
+	if rd != nil && asJSON {
+		req.Header.Set("Content-Type", "application/json")
 	}
 	res, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -552,6 +558,7 @@ func (s *suite) errors() {
 	s.must(404, "GET", "/v2/nothing", nil)
 	s.must(405, "POST", "/v2/info", nil)
 	s.must(400, "POST", "/v2/apps", "{not json")
+	s.must(415, "POST", "/v2/groups", bytes.NewReader([]byte(`{"id":"/g"}`)))
 	s.must(400, "POST", "/v2/apps", "")
 	s.must(422, "POST", "/v2/apps", map[string]any{"id": "/x", "cpus": -1})
 	s.must(409, "POST", "/v2/apps", webApp("/web"))
