@@ -458,4 +458,3 @@ func configKey(spec *marathon.App, lastConfigChange time.Time) string {
 	}
 	return string(b)
 }
-
