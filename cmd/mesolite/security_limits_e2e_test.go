@@ -84,7 +84,7 @@ func TestSecurityZeroResourcesAreAccounted(t *testing.T) {
 				WaitingReason string `json:"waitingReason"`
 			} `json:"queue"`
 		}
-		_ = p.getJSON("/v2/queue", &q)
+		_ = p.getJSON("/v2/queue?embed=mesolite", &q)
 		reason := ""
 		if len(q.Queue) > 0 {
 			reason = q.Queue[0].WaitingReason

@@ -25,7 +25,7 @@ func TestSecurityStaleExitAfterFailedLaunch(t *testing.T) {
  "container":{"type":"DOCKER","docker":{"image":"mesolite/testapp:latest"},
   "volumes":[{"containerPath":"data","mode":"RW","persistent":{"size":4}}],
   "portMappings":[{"containerPort":8080,"hostPort":0}]},
- "backoffSeconds":0.2,"backoffFactor":1,"maxLaunchDelaySeconds":1,
+ "backoffSeconds":1,"backoffFactor":1,"maxLaunchDelaySeconds":1,
  "upgradeStrategy":{"minimumHealthCapacity":0,"maximumOverCapacity":0}}`
 	if r := p.postJSON("POST", "/v2/apps", app); r.status != 201 {
 		t.Fatalf("create: %d %s", r.status, r.body)

@@ -208,6 +208,8 @@ func (c *Checker) okSchema(rt route, status int, q url.Values) (string, map[stri
 		return "misc.json#/$defs/volumes", nil, nil
 	case "DELETE /mesolite/v1/volumes/{id}":
 		return "misc.json#/$defs/volumeRemoved", nil, nil
+	case "POST /mesolite/v1/volumes/{id}": // .../release
+		return "misc.json#/$defs/volumeReleased", nil, nil
 	case "GET /mesolite/v1/status":
 		return "misc.json#/$defs/status", nil, nil
 	case "GET /mesolite/v1/vips":

@@ -65,7 +65,7 @@ export function soon(ms = 120) {
 async function load() {
   try {
     const q = '?embed=apps.tasks&embed=apps.lastTaskFailure&embed=apps.mesolite';
-    const reads = [get('/v2/apps' + q), get('/v2/deployments'), get('/v2/queue')];
+    const reads = [get('/v2/apps' + q), get('/v2/deployments'), get('/v2/queue?embed=mesolite')];
     reads.push(needs.has('status') ? get('/mesolite/v1/status') : null);
     reads.push(needs.has('volumes') ? get('/mesolite/v1/volumes?usage=false') : null);
     const [apps, deployments, queue, status, volumes] = await Promise.all(reads);
