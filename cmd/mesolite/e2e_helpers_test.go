@@ -229,6 +229,7 @@ func (p *agentProc) start() {
 		select {
 		case err := <-p.done:
 			b, _ := os.ReadFile(p.logPath)
+			p.cmd = nil // gone: nothing for stop to wait for
 			p.t.Fatalf("agent exited at start: %v\n%s", err, b)
 		default:
 		}
