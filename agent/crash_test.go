@@ -717,10 +717,10 @@ var atCrash = map[string]func(cs crashState) bool{
 	"remove/container-stopped":        func(cs crashState) bool { return len(cs.containers) == 1 && !cs.containers[0].Running },
 	"remove/volume-destroyed":         volumeGoneNotRecorded,
 	"remove/instance-record-deleted":  func(cs crashState) bool { return len(cs.disk.instances) == 0 && len(cs.disk.apps) == 1 },
-	// The app record goes last but for its deployment, the intent, which
-	// ends at once after a restart: nothing else of the app is left.
+	// The app record goes last, after its deployment (which ended when
+	// the app's last instance went): nothing of the app is left.
 	"remove/app-record-deleted": func(cs crashState) bool {
-		return len(cs.disk.apps) == 0 && len(cs.disk.deployments) == 1 && len(cs.disk.versions) == 0 && len(cs.disk.instances) == 0
+		return len(cs.disk.apps) == 0 && len(cs.disk.deployments) == 0 && len(cs.disk.versions) == 0 && len(cs.disk.instances) == 0
 	},
 	"place/2-volume-created":           func(cs crashState) bool { return len(cs.disk.volumes) == 1 },
 	"place/1-reservation-saved":        func(cs crashState) bool { return len(cs.disk.volumes) == 0 },

@@ -668,9 +668,16 @@ func (a *Agent) appSettled(ap *app) bool {
 // two deletes leaves an app whose removal recovery finishes, never records
 // of an app that no longer exists.
 func (a *Agent) forgetApp(ap *app) {
-	if ap.deployID != "" {
-		// Its deployment's stop is done once the app is gone.
-		a.dirtyDeployments[ap.deployID] = true
+	if d := a.deployments[ap.deployID]; d != nil {
+		// Its deployment's stop is done once the app is gone: the
+		// deployment moves on now (and ends, when this app was the last it
+		// waited for), before the app's records go, so that the app record
+		// is the last of them on disk. A deployment that still waits for
+		// other apps goes on after.
+		delete(a.apps, ap.id())
+		a.advance(d)
+		a.apps[ap.id()] = ap
+		a.dirtyDeployments[d.ID] = true
 	}
 	a.cfg.Metrics.ForgetApp(ap.id())
 	keys, err := a.store.Keys(kindVersions)
