@@ -48,6 +48,30 @@ func (h *harness) recordEvents() *events {
 	return ev
 }
 
+// wait waits until n events of type typ have been seen: the bus delivers
+// on a goroutine of its own, after the snapshot shows the change.
+func (ev *events) wait(t *testing.T, typ string, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ev.mu.Lock()
+		seen := 0
+		for _, e := range ev.seen {
+			if e.typ == typ {
+				seen++
+			}
+		}
+		ev.mu.Unlock()
+		if seen >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d %s events within 10 s, want %d", seen, typ, n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 // order lists, in order, "<appId> <taskStatus>" of the status updates and
 // "<type>" of the other events of the given types.
 func (ev *events) order(types ...string) []string {
@@ -153,6 +177,7 @@ func TestGroupDeploymentOrder(t *testing.T) {
 	for _, id := range []string{"/s/db", "/s/api", "/s/web"} {
 		h.running(id, 1)
 	}
+	ev.wait(t, "deployment_success", 1)
 	order := ev.order("status_update_event", "deployment_step_success", "deployment_success")
 	before(t, order, "/s/db TASK_RUNNING", "/s/api TASK_STAGING")
 	before(t, order, "/s/api TASK_RUNNING", "/s/web TASK_STAGING")
@@ -176,6 +201,7 @@ func TestGroupDeploymentOrder(t *testing.T) {
 			t.Fatalf("%s after scaleBy 0: %d running of %d", id, a.TasksRunning, a.Spec.Instances)
 		}
 	}
+	ev.wait(t, "deployment_success", 2)
 	order = ev.order("status_update_event")
 	before(t, order, "/s/web TASK_KILLED", "/s/api TASK_KILLED")
 	before(t, order, "/s/api TASK_KILLED", "/s/db TASK_KILLED")
