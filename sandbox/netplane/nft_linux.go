@@ -149,7 +149,7 @@ func setHairpin(bridges []string) error {
 		}
 		idx[l.Attrs().Index] = true
 	}
-	links, err := netlink.LinkList()
+	links, err := listLinks()
 	if err != nil {
 		return classifyNetlink(err, "list links")
 	}
@@ -162,6 +162,24 @@ func setHairpin(bridges []string) error {
 		}
 	}
 	return nil
+}
+
+// listLinks lists the machine's links. The kernel interrupts a dump when
+// the set of links changes under it (a container's veth coming or going,
+// common while tasks start), and netlink then answers ErrDumpInterrupted
+// with a list that may be incomplete: the dump is taken again. If it keeps
+// changing, the last list is used; a port it misses gets hairpin mode with
+// the next Apply, which the new backend behind that port brings.
+func listLinks() ([]netlink.Link, error) {
+	var links []netlink.Link
+	var err error
+	for range 5 {
+		links, err = netlink.LinkList()
+		if !errors.Is(err, netlink.ErrDumpInterrupted) {
+			return links, err
+		}
+	}
+	return links, nil
 }
 
 // Remove deletes the table: every VIP stops, established connections
