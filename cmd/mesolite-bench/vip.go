@@ -276,7 +276,7 @@ func (b *bench) vipLatency(vip, direct string) error {
 
 // vipThroughput: a bulk GET of 256 MiB.
 func (b *bench) vipThroughput(vip, direct string) error {
-	reps, size := 6, int64(256<<20)
+	reps, size := 16, int64(256<<20) // a run takes 0.1-0.2 s: many, against the machine's noise
 	if b.quick {
 		reps = 3
 	}
@@ -329,7 +329,7 @@ func (b *bench) vipFromContainer(vip, direct string) error {
 		return err
 	}
 	defer func() { _ = b.base.remove(context.WithoutCancel(b.ctx), id) }() // cleanup removes it otherwise
-	rounds, per := 10, 100
+	rounds, per := 20, 100
 	if b.quick {
 		rounds, per = 4, 75
 	}
@@ -376,7 +376,7 @@ func (b *bench) vipFromContainer(vip, direct string) error {
 		return err
 	}
 	b.vipFigures("c.latency", "from a container: request latency (GET on an established connection)", "µs", v, d)
-	rounds = 6
+	rounds = 16
 	if b.quick {
 		rounds = 3
 	}
