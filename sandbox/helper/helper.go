@@ -289,6 +289,9 @@ func (h *Helper) Ensure(ctx context.Context) (State, error) {
 		if err := h.remove(ctx, c.ID); err != nil {
 			return State{}, err
 		}
+		if c.Config != nil {
+			h.removeOldImage(ctx, c.Config.Image)
+		}
 	case !cerrdefs.IsNotFound(err):
 		return State{}, classify(err, "inspect helper container "+h.spec.Name)
 	}
@@ -357,6 +360,27 @@ func (h *Helper) remove(ctx context.Context, id string) error {
 		return classify(err, "remove helper container "+h.spec.Name)
 	}
 	return nil
+}
+
+// removeOldImage removes the image of a helper replaced by one of another
+// binary (an upgraded mesolite), so images do not pile up one per version.
+// An image another container still uses (another helper not yet replaced)
+// is kept; it goes when that one is replaced. A failure is only logged:
+// the image costs disk, not correctness.
+func (h *Helper) removeOldImage(ctx context.Context, ref string) {
+	if ref == h.ImageRef() || !strings.HasPrefix(ref, ImageRepository+":") {
+		return
+	}
+	rctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	_, err := h.api.ImageRemove(rctx, ref, image.RemoveOptions{})
+	switch {
+	case err == nil:
+		h.log.Info().Str("image", ref).Msg("old helper image removed")
+	case cerrdefs.IsNotFound(err), cerrdefs.IsConflict(err):
+	default:
+		h.log.Warn().Err(err).Str("image", ref).Msg("old helper image not removed")
+	}
 }
 
 // Running reports whether the helper container runs (and is this

@@ -55,6 +55,11 @@ func (f *fakeDocker) ImageRemove(_ context.Context, ref string, _ image.RemoveOp
 	if !f.images[ref] {
 		return nil, cerrdefs.ErrNotFound
 	}
+	for _, c := range f.containers {
+		if c.Config.Image == ref {
+			return nil, cerrdefs.ErrConflict // in use, as Docker answers without force
+		}
+	}
 	delete(f.images, ref)
 	return nil, nil
 }
@@ -175,15 +180,39 @@ func TestEnsureCreatesAdoptsAndReplaces(t *testing.T) {
 	if err != nil || !st.Started || f.creates != 1 {
 		t.Fatalf("restart: %+v, %v", st, err)
 	}
-	// Another binary: replaced.
+	// Another binary (an older mesolite's): replaced, and its image goes
+	// unless another container still uses it.
+	const oldRef = ImageRepository + ":0123456789abcdef"
+	f.images[oldRef] = true
 	c.Config.Labels[LabelBinary] = "old"
+	c.Config.Image = oldRef
+	f.containers["other-helper"] = &container.InspectResponse{
+		ContainerJSONBase: &container.ContainerJSONBase{ID: strings.Repeat("z", 64), State: &container.State{}},
+		Config:            &container.Config{Image: oldRef},
+	}
 	st, err = h.Ensure(ctx)
 	if err != nil || !st.Created || f.creates != 2 || f.removes != 1 {
 		t.Fatalf("replace: %+v, %v (creates %d removes %d)", st, err, f.creates, f.removes)
 	}
+	if !f.images[oldRef] {
+		t.Fatal("an old image another container uses was removed")
+	}
+	delete(f.containers, "other-helper")
+	c = f.containers["mesolite-netplane-x"]
+	c.Config.Labels[LabelBinary] = "old"
+	c.Config.Image = oldRef
+	if st, err = h.Ensure(ctx); err != nil || !st.Created || f.creates != 3 {
+		t.Fatalf("replace again: %+v, %v", st, err)
+	}
+	if f.images[oldRef] {
+		t.Fatal("the replaced helper's old image was left behind")
+	}
+	if !f.images[h.ImageRef()] {
+		t.Fatal("the current image was removed")
+	}
 	// Gone: recreated.
 	delete(f.containers, "mesolite-netplane-x")
-	if st, err = h.Ensure(ctx); err != nil || !st.Created || f.creates != 3 {
+	if st, err = h.Ensure(ctx); err != nil || !st.Created || f.creates != 4 {
 		t.Fatalf("recreate: %+v, %v", st, err)
 	}
 	// Stopped and cannot start: replaced.
