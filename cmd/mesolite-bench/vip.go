@@ -366,12 +366,38 @@ func (b *bench) vipFromContainer(vip, direct string) error {
 		}
 		return v, d, nil
 	}
-	v, d, err := collect("timedial %s "+strconv.Itoa(per), vip, direct)
+	// Set-up and latency: the two targets in turns, request by request,
+	// in one client (the test image's "A,B" form).
+	pairs := func(script string) ([]float64, []float64, error) {
+		var v, d []float64
+		for i := 0; i < rounds; i++ {
+			out, err := execOut(b.ctx, b.dc, id, script)
+			if err != nil {
+				return nil, nil, err
+			}
+			lines := strings.Split(strings.TrimSpace(out), "\n")
+			// The first pair opens the kept-alive connections: a warm-up.
+			for _, l := range lines[1:] {
+				f := strings.Fields(l)
+				if len(f) != 2 {
+					return nil, nil, fmt.Errorf("%s: %q", script, l)
+				}
+				x, err1 := strconv.ParseFloat(f[0], 64)
+				y, err2 := strconv.ParseFloat(f[1], 64)
+				if err1 != nil || err2 != nil {
+					return nil, nil, fmt.Errorf("%s: %q", script, l)
+				}
+				v, d = append(v, x), append(d, y)
+			}
+		}
+		return v, d, nil
+	}
+	v, d, err := pairs(fmt.Sprintf("timedial %s,%s %d", vip, direct, per+1))
 	if err != nil {
 		return err
 	}
 	b.vipFigures("c.connect", "from a container: TCP connection set-up", "µs", v, d)
-	v, d, err = collect("timeget http://%s/hostname "+strconv.Itoa(2*per), vip, direct)
+	v, d, err = pairs(fmt.Sprintf("timeget http://%s/hostname,http://%s/hostname %d", vip, direct, 2*per+1))
 	if err != nil {
 		return err
 	}

@@ -31,6 +31,7 @@
 //	srv NAME        the SRV records of NAME: "target port" per line
 //	timedial HOST:PORT N  N TCP connection set-ups; microseconds each, a line each
 //	timeget URL N   N GETs on one kept-alive connection; microseconds each
+//	                (timedial and timeget take "A,B": the two in turns)
 //	pull URL        one GET read to its end; prints MiB/s
 package main
 
@@ -356,36 +357,58 @@ func clientLookup(name string, srv bool) int {
 
 // clientTimed is "timedial ADDR N" and "timeget URL N": the time of each
 // connection set-up, or of each request on one kept-alive connection, in
-// microseconds, a line each.
-func clientTimed(cmd, target, count string) int {
+// microseconds, a line each. With two targets, "A,B", they take turns
+// request by request (A first on even rounds, B first on odd ones), so
+// that both see the same moments of the machine's noise; each line then
+// holds A's time and B's.
+func clientTimed(cmd, targets, count string) int {
 	n, _ := strconv.Atoi(count)
-	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 1}}
-	var out strings.Builder
-	for i := 0; i < n; i++ {
+	ts := strings.Split(targets, ",")
+	clients := make([]*http.Client, len(ts))
+	for i := range clients {
+		clients[i] = &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 1}}
+	}
+	one := func(j int) (int64, error) {
 		t0 := time.Now()
 		if cmd == "timedial" {
-			conn, err := net.DialTimeout("tcp", target, 5*time.Second)
+			conn, err := net.DialTimeout("tcp", ts[j], 5*time.Second)
+			if err != nil {
+				return 0, err
+			}
+			d := time.Since(t0)
+			conn.Close()
+			return d.Microseconds(), nil
+		}
+		resp, err := clients[j].Get(ts[j])
+		if err != nil {
+			return 0, err
+		}
+		_, err = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return time.Since(t0).Microseconds(), err
+	}
+	var out strings.Builder
+	us := make([]int64, len(ts))
+	for i := 0; i < n; i++ {
+		for k := range ts {
+			j := k
+			if i%2 == 1 {
+				j = len(ts) - 1 - k
+			}
+			d, err := one(j)
 			if err != nil {
 				fmt.Println("error:", err)
 				return 1
 			}
-			d := time.Since(t0)
-			conn.Close()
-			fmt.Fprintln(&out, d.Microseconds())
-			continue
+			us[j] = d
 		}
-		resp, err := c.Get(target)
-		if err != nil {
-			fmt.Println("error:", err)
-			return 1
+		for j, d := range us {
+			if j > 0 {
+				out.WriteByte(' ')
+			}
+			fmt.Fprint(&out, d)
 		}
-		_, err = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		if err != nil {
-			fmt.Println("error:", err)
-			return 1
-		}
-		fmt.Fprintln(&out, time.Since(t0).Microseconds())
+		out.WriteByte('\n')
 	}
 	fmt.Print(out.String())
 	return 0
