@@ -489,6 +489,31 @@ func TestUIBrowser(t *testing.T) {
 		t.Errorf("the key after a wipe: %d, want 404 (a new, empty volume)", code)
 	}
 
+	// Restart: the task is killed and relaunched on its reservation, the
+	// same instance's next incarnation.
+	inst2 := js[string](b, taskRow+`.dataset.instance`)
+	b.click(`button[data-action="restart"]`)
+	b.waitFor("the restarted task healthy", taskRow+`?.dataset.instance === `+q(inst2)+` && `+taskRow+`.dataset.incarnation === '2' && `+taskRow+`.querySelector('.health .badge.healthy')`, uiTimeout)
+	b.waitFor("the restart's deployment done", `[...document.querySelectorAll('#deployments .deploy')].some(d => d.dataset.result === 'success' && d.querySelector('[data-action="RestartApplication"]'))`, 20*time.Second)
+
+	// Kill: relaunched in place, the data kept.
+	b.click(`#tasks-table tbody tr button[data-action="kill"]`)
+	b.waitFor("the killed task relaunched", taskRow+`?.dataset.instance === `+q(inst2)+` && `+taskRow+`.dataset.incarnation === '3' && `+taskRow+`.querySelector('.health .badge.healthy')`, uiTimeout)
+
+	// Scale to 2, then back to 1: the second instance stops and keeps its
+	// reservation (a resident app), listed without a start time.
+	scaleTo := func(n string) {
+		b.click(`button[data-action="scale"]`)
+		b.waitFor("the scale dialog", `document.querySelector('#scale-dialog').open`, 10*time.Second)
+		b.do("instances "+n, chromedp.SetValue(chromedp.CSS("#scale-input"), n))
+		b.click(`#scale-form button[value="ok"]`)
+	}
+	scaleTo("2")
+	b.waitFor("two healthy tasks", `document.querySelectorAll('#tasks-table tbody tr .health .badge.healthy').length === 2`, uiTimeout)
+	b.screenshot("app-scaled")
+	scaleTo("1")
+	b.waitFor("one running task, one stopped reservation", `(() => { const rows = [...document.querySelectorAll('#tasks-table tbody tr')]; return rows.length === 2 && rows.filter(r => r.dataset.state === 'TASK_RUNNING').length === 1 && rows.filter(r => r.dataset.state === 'TASK_KILLED').length === 1 })()`, uiTimeout)
+
 	// The agent page: resources, recovery and the event stream.
 	b.click(`a[data-nav="agent"]`)
 	b.waitFor("the agent page", `document.querySelector('#recovery-facts') && document.querySelector('#resources .resource') && document.querySelector('#event-list li')`, 20*time.Second)
@@ -496,27 +521,30 @@ func TestUIBrowser(t *testing.T) {
 	b.screenshot("agent")
 	b.accessible("agent page")
 
-	// Remove: the confirmation names the volume; the app and volume go.
-	if err := p.getJSON("/mesolite/v1/volumes?usage=false", &vols); err != nil || len(vols.Volumes) != 1 {
-		t.Fatalf("volumes: %v %+v", err, vols)
+	// Remove: the confirmation names both volumes (the running task's and
+	// the stopped reservation's); the app and its volumes go.
+	if err := p.getJSON("/mesolite/v1/volumes?usage=false", &vols); err != nil || len(vols.Volumes) != 2 {
+		t.Fatalf("volumes: %v %+v, want the two instances'", err, vols)
 	}
-	newVolume := vols.Volumes[0].Path
+	newVolume, otherVolume := vols.Volumes[0].Path, vols.Volumes[1].Path
 	b.click(`a[data-nav="apps"]`)
 	b.click(`#apps-table a[href="#/app/testapp"]`)
 	b.waitFor("the app page", `document.querySelector('button[data-action="remove"]')`, 10*time.Second)
 	b.click(`button[data-action="remove"]`)
-	b.waitFor("the remove confirmation naming the volume", `document.querySelector('#confirm-dialog').open && document.querySelector('#confirm-body').textContent.includes(`+q(newVolume)+`)`, 10*time.Second)
+	b.waitFor("the remove confirmation naming the volumes", `document.querySelector('#confirm-dialog').open && document.querySelector('#confirm-body').textContent.includes(`+q(newVolume)+`) && document.querySelector('#confirm-body').textContent.includes(`+q(otherVolume)+`)`, 10*time.Second)
 	b.click("#confirm-ok")
 	b.waitFor("no app left", `location.hash === '#/apps' && document.querySelector('.empty')`, uiTimeout)
 	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if _, err := os.Stat(newVolume); os.IsNotExist(err) {
-			break
+	for _, v := range []string{newVolume, otherVolume} {
+		for {
+			if _, err := os.Stat(v); os.IsNotExist(err) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the removed app's volume %s is still there", v)
+			}
+			time.Sleep(100 * time.Millisecond)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the removed app's volume %s is still there", newVolume)
-		}
-		time.Sleep(100 * time.Millisecond)
 	}
 	if !js[bool](b, `window.noReload === true`) {
 		t.Fatal("the page reloaded")
