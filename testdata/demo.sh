@@ -8,8 +8,9 @@
 #   DEMO_PORT  API port of the demo agent (default 18080)
 #
 # The demo agent has networking on with the defaults (the nftables table
-# "mesolite", DNS on Docker's bridge gateway): do not run it beside another
-# agent that has networking on.
+# "mesolite", DNS on Docker's bridge gateway): it cannot run beside another
+# agent that has networking on (make run's), and stops at once, saying so,
+# when its networking fails.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -30,8 +31,8 @@ port="${DEMO_PORT:-18080}"
 work=$(mktemp -d /tmp/mesolite-demo.XXXXXX)
 log="$work/agent.log"
 export MESOLITE_URL="http://127.0.0.1:$port"
-export PGPASSWORD='DC/OS_ROCKS'
 agent_pid=""
+own_network=""
 
 mesolite() { "$bin" "$@"; }
 
@@ -40,12 +41,18 @@ cleanup() {
   if [ -n "$agent_pid" ] && kill -0 "$agent_pid" 2>/dev/null; then
     if [ $status -ne 0 ]; then
       echo "demo: failed; removing the app" >&2
+      "$bin" app remove psql-client >/dev/null 2>&1 || true
       "$bin" app remove postgres >/dev/null 2>&1 || true
       until_ok no_deployments || true
     fi
     kill -TERM "$agent_pid"; wait "$agent_pid" 2>/dev/null || true
-    # The demo's network rules (the default table) go with it.
-    "$bin" network cleanup >/dev/null 2>&1 || true
+    # The demo's check helper container goes with it.
+    "$bin" cleanup --work-dir "$work/work" >/dev/null 2>&1 || true
+    # So do its network rules (the default table), unless they were another
+    # agent's.
+    if [ -n "$own_network" ]; then
+      "$bin" network cleanup >/dev/null 2>&1 || true
+    fi
   fi
   echo
   echo "agent log: $log"
@@ -84,21 +91,42 @@ running_healthy() { curl -sf "$MESOLITE_URL/v2/apps/postgres" | grep -q '"tasksH
 stopped() { curl -sf "$MESOLITE_URL/v2/apps/postgres/tasks" | grep -q '"state":"TASK_KILLED"'; }
 psql_ok() { psql -h 127.0.0.1 -p "$(task_field ports)" -U postgres -c 'select 1'; }
 
+# network_field FIELD: a string field of the agent's network status.
+network_field() {
+  curl -sf "$MESOLITE_URL/mesolite/v1/status" | sed -n 's/.*"network":{[^}]*"'"$1"'":"\([^"]*\)".*/\1/p'
+}
+# network_settled: networking is off (and says why), or its first apply is
+# done or failed.
+network_settled() {
+  curl -sf "$MESOLITE_URL/mesolite/v1/status" | grep -q '"network":{[^}]*"\(off\|lastApplied\|lastError\)":'
+}
+
 echo "demo: agent on $MESOLITE_URL, work directory $work/work"
 "$bin" agent --work-dir "$work/work" --listen "127.0.0.1:$port" --log-format json >"$log" 2>&1 &
 agent_pid=$!
 until_ok curl -sf "$MESOLITE_URL/ping"
+network_error=""
+if until_ok network_settled; then
+  network_error=$(network_field lastError)
+fi
+if [ -n "$network_error" ]; then
+  echo "demo: the demo agent's networking failed: $network_error" >&2
+  echo "demo: is another agent with networking on running (make run)? Stop it (Ctrl-C) and run make demo again." >&2
+  exit 1
+fi
+own_network=yes
 
 echo
 echo "# Install the stateful service (PostgreSQL), $(basename "$app")"
 step mesolite marathon app add "$app"
 until_ok running_healthy
 step mesolite marathon task list
-until_ok psql_ok
-pgport=$(task_field ports)
 
 echo
-echo "# Write some data (the volume pgdata holds it)"
+echo "# Write some data (the volume pgdata holds it; the password is the app's POSTGRES_PASSWORD)"
+step export PGPASSWORD='DC/OS_ROCKS'
+until_ok psql_ok
+pgport=$(task_field ports)
 step psql -h 127.0.0.1 -p "$pgport" -U postgres \
   -c "CREATE TABLE tutorial (id serial PRIMARY KEY, note text)" \
   -c "INSERT INTO tutorial (note) VALUES ('written before stop'), ('still here after start')"
