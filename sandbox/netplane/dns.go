@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/miekg/dns"
@@ -175,23 +176,52 @@ func (s *DNSServer) Update(d *DNS) error {
 		s.zone.Store(newZone(nil))
 		return nil
 	}
+	if err := s.bindLocked(d.Listen); err != nil {
+		return err
+	}
 	s.zone.Store(newZone(d))
-	if s.udp != nil && s.listen == d.Listen {
+	return nil
+}
+
+// Bind makes the server listen on d.Listen (unless it already does) and
+// leaves what it answers as it is; a nil d changes nothing. The plane binds
+// before it changes the rules, so that an agent that cannot have the
+// address (another agent serves DNS there) fails before it touches them.
+func (s *DNSServer) Bind(d *DNS) error {
+	if d == nil {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.bindLocked(d.Listen)
+}
+
+func (s *DNSServer) bindLocked(addr netip.AddrPort) error {
+	if s.udp != nil && s.listen == addr {
 		return nil
 	}
 	s.stopLocked()
-	return s.startLocked(d.Listen)
+	return s.startLocked(addr)
+}
+
+// inUse says what to do when the DNS address is taken.
+func inUse(err error) string {
+	if !errors.Is(err, syscall.EADDRINUSE) {
+		return ""
+	}
+	return " (another mesolite agent with networking on, or another DNS server, holds it: stop that agent, " +
+		"or give each agent its own [network] table, dns_listen and named_vip_range, or set [network] mode = \"off\")"
 }
 
 func (s *DNSServer) startLocked(addr netip.AddrPort) error {
 	pc, err := net.ListenPacket("udp4", addr.String())
 	if err != nil {
-		return fmt.Errorf("dns: listen on udp %s: %w", addr, err)
+		return fmt.Errorf("dns: listen on udp %s: %w%s", addr, err, inUse(err))
 	}
 	l, err := net.Listen("tcp4", addr.String())
 	if err != nil {
 		_ = pc.Close() // unused: the error changes nothing
-		return fmt.Errorf("dns: listen on tcp %s: %w", addr, err)
+		return fmt.Errorf("dns: listen on tcp %s: %w%s", addr, err, inUse(err))
 	}
 	s.udp = &dns.Server{PacketConn: pc, Handler: s}
 	s.tcp = &dns.Server{Listener: l, Handler: s, ReadTimeout: 5 * time.Second, WriteTimeout: 5 * time.Second}

@@ -3,6 +3,7 @@ package netplane
 import (
 	"net"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -106,4 +107,32 @@ func TestDNSServer(t *testing.T) {
 
 func fakeUpstream(t *testing.T, at netip.AddrPort) netip.AddrPort {
 	return netplanetest.FakeUpstream(t, at)
+}
+
+// TestDNSServerAddressTaken: an address another server holds fails the
+// bind with what to do, and the server answers nothing new.
+func TestDNSServerAddressTaken(t *testing.T) {
+	other, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	taken := netip.MustParseAddrPort(other.LocalAddr().String())
+	cfg := buildConfig()
+	cfg.DNS = &DNSConfig{Listen: taken}
+	state, _ := Build(testApps(), cfg, nil)
+	srv := NewDNSServer(zerolog.Nop())
+	defer srv.Close()
+	for name, f := range map[string]func(*DNS) error{"Bind": srv.Bind, "Update": srv.Update} {
+		err := f(state.DNS)
+		if err == nil || !strings.Contains(err.Error(), "another mesolite agent with networking on") || !strings.Contains(err.Error(), "dns_listen") {
+			t.Errorf("%s on a taken address: %v, want what to do", name, err)
+		}
+	}
+	if srv.Addr().IsValid() {
+		t.Errorf("listening on %s after failing", srv.Addr())
+	}
+	if z := srv.zone.Load(); len(z.names) != 0 {
+		t.Errorf("the zone changed after a failed bind: %d names", len(z.names))
+	}
 }

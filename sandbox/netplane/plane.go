@@ -226,6 +226,8 @@ func (p *Plane) HelperName() string {
 var ErrOff = errors.New("the network data plane is off")
 
 // Apply puts s in place: the rules in one atomic batch, then DNS. In
+// kernel mode the DNS address is bound first: where another agent serves
+// DNS (and so owns the rules), Apply fails with the rules untouched. In
 // helper mode it first makes sure the helper runs (recreating it if it
 // died). s is remembered and put in place again if the helper is
 // recreated (Watch).
@@ -238,6 +240,9 @@ func (p *Plane) Apply(ctx context.Context, s State) error {
 	}
 	switch p.mode {
 	case ModeKernel:
+		if err := p.dns.Bind(s.DNS); err != nil {
+			return err
+		}
 		if err := p.kernel.Apply(s); err != nil {
 			return err
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"strings"
@@ -215,4 +216,53 @@ func dnsWorks(t *testing.T, c interface{}, dnsAddr, name string) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	t.Fatalf("lookup %s through %s: %q", name, dnsAddr, out)
+}
+
+// TestPlaneKernelDNSTaken: a second agent on the same table (its DNS
+// address held by the first) fails its Apply, saying what to do, and
+// leaves the first agent's rules as they are.
+func TestPlaneKernelDNSTaken(t *testing.T) {
+	netplanetest.RequireRoot(t)
+	c := netplanetest.Docker(t)
+	vips, namedRange := netip.MustParsePrefix("198.18.13.0/24"), netip.MustParsePrefix("198.19.213.0/24")
+	netplanetest.Guard(t, "dnstaken", vips, namedRange)
+	const table = "mesolite_t_dnstaken"
+	t.Cleanup(func() { _ = NewKernel(table).Remove() })
+	held, err := net.ListenPacket("udp4", "127.0.0.1:0") // the first agent's DNS server
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	cfg := BuildConfig{Checker: &Checker{NamedRange: namedRange}, NamedRange: namedRange,
+		DNS: &DNSConfig{Listen: netip.MustParseAddrPort(held.LocalAddr().String())}}
+	app := func(vip string) []App {
+		return []App{{ID: "/db", Bridge: true,
+			Ports: []Port{{Path: "/container/portMappings(0)", ContainerPort: 5432, Labels: map[string]string{"VIP_0": vip}}},
+			Tasks: []Task{{ID: "db.1", State: TaskServing, IP: netip.MustParseAddr("172.31.255.10")}}}}
+	}
+	first, _ := Build(app("198.18.13.10:5432"), cfg, nil)
+	if len(first.VIPs) != 1 {
+		t.Fatalf("the first agent's state has %d VIPs, want 1", len(first.VIPs))
+	}
+	if err := NewKernel(table).Apply(first); err != nil {
+		t.Fatal(err)
+	}
+
+	p := Open(context.Background(), Config{Mode: "kernel", Table: table, Docker: c, Logger: zerolog.Nop()})
+	defer p.Close()
+	if p.Mode() != ModeKernel {
+		t.Fatalf("mode %s (%s), want kernel as root", p.Mode(), p.Reason())
+	}
+	second, _ := Build(app("198.18.13.20:5432"), cfg, nil)
+	err = p.Apply(context.Background(), second)
+	if err == nil || !strings.Contains(err.Error(), "another mesolite agent with networking on") {
+		t.Fatalf("Apply with the DNS address taken: %v, want an error saying what to do", err)
+	}
+	got, err := NewKernel(table).Read()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !Equal(got, first) {
+		t.Errorf("the first agent's rules changed:\n got %+v\nwant %+v", got.VIPs, first.VIPs)
+	}
 }
