@@ -93,7 +93,7 @@ psql_ok() { psql -h 127.0.0.1 -p "$(task_field ports)" -U postgres -c 'select 1'
 
 # network_field FIELD: a string field of the agent's network status.
 network_field() {
-  curl -sf "$MESOLITE_URL/mesolite/v1/status" | sed -n 's/.*"network":{[^}]*"'"$1"'":"\([^"]*\)".*/\1/p'
+  curl -sf "$MESOLITE_URL/mesolite/v1/status" | sed -n 's/.*"network":{[^}]*"'"$1"'":"\(\([^"\\]\|\\.\)*\)".*/\1/p' | sed 's/\\"/"/g'
 }
 # network_settled: networking is off (and says why), or its first apply is
 # done or failed.
