@@ -199,6 +199,9 @@ func sortedTargetIDs(m map[string]*appTarget) []string {
 // records and starts its deployment. Nothing is written when it fails:
 // validation, dependencies and locks are checked first.
 func (a *Agent) deployChange(ch *change, force, dryRun bool) (*deployment, error) {
+	if err := a.clashes(ch); err != nil {
+		return nil, err
+	}
 	if err := a.prepareTargets(ch); err != nil {
 		return nil, err
 	}

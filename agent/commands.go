@@ -39,6 +39,9 @@ func (a *Agent) CreateApp(ctx context.Context, body []byte) (*AppView, Deploymen
 			}
 			return created{}, errorf(ErrConflict, "An app with id [%s] already exists.", spec.ID)
 		}
+		if err := a.appClashes(spec); err != nil {
+			return created{}, err
+		}
 		if err := a.vipClash(spec); err != nil {
 			return created{}, err
 		}
@@ -51,6 +54,14 @@ func (a *Agent) CreateApp(ctx context.Context, body []byte) (*AppView, Deploymen
 		return created{a.appView(ap, nil), DeploymentResult{DeploymentID: d.ID, Version: ap.rec.Version}}, nil
 	})
 	return r.view, r.dr, err
+}
+
+// appClashes refuses a new app whose id is a group's, or is inside an
+// app's.
+func (a *Agent) appClashes(spec *marathon.App) error {
+	ch := newChange("")
+	ch.apps[spec.ID] = &appTarget{spec: spec}
+	return a.clashes(ch)
 }
 
 // addApp records a new app: service ports assigned, version and app
@@ -137,6 +148,9 @@ func (a *Agent) UpdateApp(ctx context.Context, id string, body []byte, opts Upda
 			}
 			spec, err := marathon.ParseObject(upd, a.opts)
 			if err != nil {
+				return updated{}, err
+			}
+			if err := a.appClashes(spec); err != nil {
 				return updated{}, err
 			}
 			ap, err := a.addApp(spec, upd)

@@ -285,7 +285,10 @@ func (a *Agent) rollbackChange(ch *change, gid, version string) error {
 	return put(&snap)
 }
 
-// clashes refuses a change that would give an app and a group the same id.
+// clashes refuses a change that would give an app and a group the same id:
+// after the change, no app of the change may be a group (given, or implied
+// as the ancestor of an app or a group), and no group the change gives or
+// implies may be an app. A clash that was there before is left alone.
 func (a *Agent) clashes(ch *change) error {
 	apps := map[string]bool{}
 	for id := range a.visibleApps() {
@@ -296,21 +299,42 @@ func (a *Agent) clashes(ch *change) error {
 	for id := range ch.apps {
 		apps[id] = true
 	}
-	for id := range ch.apps {
-		for other := range apps {
-			if strings.HasPrefix(other, id+"/") {
-				return errorf(ErrConflict, "A group with the path %s already exists (it holds %s): an app may not have a group's id.", id, other)
+	// Every group of the result, with something it holds for the message;
+	// mine: the groups the change gives or implies.
+	groups, mine := map[string]string{}, map[string]bool{}
+	imply := func(id string, byChange bool) {
+		for g := parentGroup(id); g != "/"; g = parentGroup(g) {
+			if _, ok := groups[g]; !ok {
+				groups[g] = id
 			}
-		}
-		for g := range a.groups {
-			if !ch.dropped[g] && g == id {
-				return errorf(ErrConflict, "A group with the path %s already exists: an app may not have a group's id.", id)
-			}
+			mine[g] = mine[g] || byChange
 		}
 	}
-	for id := range ch.groups {
-		if apps[id] {
+	for g := range a.groups {
+		if !ch.dropped[g] {
+			groups[g] = ""
+			imply(g, false)
+		}
+	}
+	for g := range ch.groups {
+		groups[g], mine[g] = "", true
+		imply(g, true)
+	}
+	for id := range apps {
+		imply(id, ch.apps[id] != nil)
+	}
+	for _, id := range sortedKeys(apps) {
+		holds, isGroup := groups[id]
+		switch {
+		case !isGroup:
+		case ch.apps[id] == nil && mine[id]:
 			return errorf(ErrConflict, "An app with the path %s already exists.", id)
+		case ch.apps[id] == nil:
+			// a clash from before the change
+		case holds != "":
+			return errorf(ErrConflict, "A group with the path %s already exists (it holds %s): an app may not have a group's id.", id, holds)
+		default:
+			return errorf(ErrConflict, "A group with the path %s already exists: an app may not have a group's id.", id)
 		}
 	}
 	return nil

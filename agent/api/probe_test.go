@@ -1,0 +1,54 @@
+package api_test
+
+import (
+	"net/http"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+// idleApp is a command app with no instances: its changes deploy at once.
+func idleApp(id string) map[string]any {
+	return map[string]any{"id": id, "cmd": "sleep 1000", "cpus": 0.1, "mem": 16, "instances": 0}
+}
+
+// TestAppGroupIDClashes: whichever endpoint makes it, an app may not take a
+// group's id (given, or implied by the apps inside it), nor sit inside an
+// app, and a group may not sit inside an app: 409, nothing changed.
+func TestAppGroupIDClashes(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.createApp(idleApp("/c/a"))
+	expect(t, e.do("PUT", "/v2/groups/e", map[string]any{"apps": []any{idleApp("x")}}), http.StatusOK, "PUT /v2/groups/e")
+	e.noDeployments()
+	for _, tc := range []struct {
+		name, method, path string
+		body               any
+		want               string
+	}{
+		{"app with an implied group's id", "POST", "/v2/apps", idleApp("/c"), "/c"},
+		{"app with a given group's id", "POST", "/v2/apps", idleApp("/e"), "/e"},
+		{"app inside an app", "POST", "/v2/apps", idleApp("/c/a/b"), "/c/a"},
+		{"app made by PUT with a group's id", "PUT", "/v2/apps/c", idleApp("/c"), "/c"},
+		{"app made by PUT inside an app", "PUT", "/v2/apps/c/a/b", idleApp("/c/a/b"), "/c/a"},
+		{"app list with a group's id", "PUT", "/v2/apps", []any{idleApp("/c")}, "/c"},
+		{"app list with an app inside an app", "PUT", "/v2/apps", []any{idleApp("/c/a/z")}, "/c/a"},
+		{"group inside an app", "POST", "/v2/groups", map[string]any{"id": "/c/a/g", "apps": []any{idleApp("y")}}, "/c/a"},
+		{"group by PUT inside an app", "PUT", "/v2/groups/c/a/g", map[string]any{"apps": []any{idleApp("y")}}, "/c/a"},
+	} {
+		r := e.do(tc.method, tc.path, tc.body)
+		if r.Status != http.StatusConflict || !strings.Contains(r.String(), tc.want) {
+			t.Errorf("%s: %s %s: want 409 naming %s, got %s", tc.name, tc.method, tc.path, tc.want, r)
+		}
+	}
+	apps := e.do("GET", "/v2/apps", nil).obj(t)["apps"].([]any)
+	var ids []string
+	for _, a := range apps {
+		ids = append(ids, a.(map[string]any)["id"].(string))
+	}
+	if !reflect.DeepEqual(ids, []string{"/c/a", "/e/x"}) {
+		t.Fatalf("refused changes left apps %v", ids)
+	}
+	// A sibling is no clash.
+	e.createApp(idleApp("/c/b"))
+}
