@@ -178,7 +178,7 @@ func (a *Agent) prepareTargets(ch *change) error {
 				return marathon.PrefixDetails(err, t.path)
 			}
 		}
-		if err := a.assignServicePorts(t.spec, pending); err != nil {
+		if err := a.assignServicePorts(t.spec, pending, ch.removed); err != nil {
 			return marathon.PrefixDetails(err, t.path)
 		}
 		pending = append(pending, t.spec)

@@ -67,7 +67,7 @@ func (a *Agent) appClashes(spec *marathon.App) error {
 // addApp records a new app: service ports assigned, version and app
 // records written.
 func (a *Agent) addApp(spec *marathon.App, doc map[string]any) (*app, error) {
-	if err := a.assignServicePorts(spec, nil); err != nil {
+	if err := a.assignServicePorts(spec, nil, nil); err != nil {
 		return nil, err
 	}
 	rendered, err := marathon.Render(spec, doc)
@@ -213,7 +213,7 @@ func (a *Agent) changeApp(ap *app, doc map[string]any, restartAll string) (Deplo
 	if err := marathon.ValidateUpdate(ap.spec, spec); err != nil {
 		return DeploymentResult{}, err
 	}
-	if err := a.assignServicePorts(spec, nil); err != nil {
+	if err := a.assignServicePorts(spec, nil, nil); err != nil {
 		return DeploymentResult{}, err
 	}
 	rendered, err := marathon.Render(spec, doc)

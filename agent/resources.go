@@ -232,11 +232,13 @@ func fullMatch(expr, s string) bool {
 
 // assignServicePorts gives every service port 0 of an app a port of
 // Marathon's local range that no other app uses, and refuses a fixed one
-// another app has.
-func (a *Agent) assignServicePorts(spec *marathon.App, pending []*marathon.App) error {
+// another app has. An app being removed, or removed by the same change,
+// has given its ports back: the API no longer shows it, as in Marathon,
+// where a deleted app leaves the group tree at once.
+func (a *Agent) assignServicePorts(spec *marathon.App, pending []*marathon.App, removed map[string]bool) error {
 	used := map[int]string{}
 	for _, ap := range a.apps {
-		if ap.id() == spec.ID {
+		if ap.id() == spec.ID || ap.rec.Deleting || ap.rec.Removing || removed[ap.id()] {
 			continue
 		}
 		for _, p := range servicePorts(ap.spec) {

@@ -52,3 +52,34 @@ func TestAppGroupIDClashes(t *testing.T) {
 	// A sibling is no clash.
 	e.createApp(idleApp("/c/b"))
 }
+
+// TestRemovedAppFreesServicePorts: an app the API no longer shows (deleted,
+// or removed by the same group change) does not hold its service ports.
+func TestRemovedAppFreesServicePorts(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	withPort := func(id string, port int) map[string]any {
+		return with(webApp(id), "portDefinitions", []any{map[string]any{"port": port}})
+	}
+	for _, tc := range []struct {
+		name  string
+		steps func() *resp
+	}{
+		{"deleted app", func() *resp {
+			e.createApp(withPort("/sp1", 10050))
+			e.settled("/sp1", 1)
+			expect(t, e.do("DELETE", "/v2/apps/sp1", nil), http.StatusOK, "DELETE /v2/apps/sp1")
+			return e.do("POST", "/v2/apps", withPort("/sp2", 10050))
+		}},
+		{"app replaced in one group change", func() *resp {
+			expect(t, e.do("PUT", "/v2/groups/spg", map[string]any{"apps": []any{withPort("a", 10060)}}), http.StatusOK, "first group")
+			e.settled("/spg/a", 1)
+			return e.do("PUT", "/v2/groups/spg", map[string]any{"apps": []any{withPort("b", 10060)}})
+		}},
+	} {
+		r := tc.steps()
+		if r.Status != http.StatusCreated && r.Status != http.StatusOK {
+			t.Errorf("%s: its service port is still taken: %s", tc.name, r)
+		}
+	}
+}
