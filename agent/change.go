@@ -135,36 +135,36 @@ func resolveDependencies(appID string, spec *marathon.App, specs map[string]*mar
 	return deps
 }
 
-// dependencyErrors turns missing dependencies and a cycle into 422
-// details at the paths of the apps of the change that have them.
-func dependencyErrors(ch *change, missing map[string][]string, cycle *plan.CycleError) error {
-	var details []marathon.Detail
+// dependencyErrors turns a dependency cycle into a 422 detail at the path
+// of the app of the change that has it.
+func dependencyErrors(ch *change, cycle *plan.CycleError) error {
+	if cycle == nil {
+		return nil
+	}
+	p := "/"
+	if t := ch.apps[cycle.Path[0]]; t != nil {
+		p = t.path + "/dependencies"
+	}
+	return &marathon.ValidationError{Details: []marathon.Detail{{Path: p, Errors: []string{"dependency cycle: " + strings.Join(cycle.Path, " -> ")}}}}
+}
+
+// logMissingDependencies says which dependencies of the apps of a change
+// name neither an app nor a group. Marathon accepts them (a dependency
+// only orders what exists), and so does mesolite: such a dependency
+// orders nothing until an app or group of that id appears.
+func (a *Agent) logMissingDependencies(ch *change, missing map[string][]string) {
 	ids := make([]string, 0, len(missing))
 	for id := range missing {
 		ids = append(ids, id)
 	}
 	sort.Strings(ids)
 	for _, id := range ids {
-		t := ch.apps[id]
-		if t == nil {
+		if ch.apps[id] == nil {
 			continue // an app the change does not touch keeps its dependencies
 		}
-		for _, dep := range missing[id] {
-			details = append(details, marathon.Detail{Path: t.path + "/dependencies",
-				Errors: []string{fmt.Sprintf("%s depends on %s, which is neither an app nor a group", id, dep)}})
-		}
+		a.log.Info().Str("app_id", id).Strs("dependencies", missing[id]).
+			Msg("dependencies name neither an app nor a group: accepted, as Marathon does; they order nothing until one exists")
 	}
-	if cycle != nil {
-		p := "/"
-		if t := ch.apps[cycle.Path[0]]; t != nil {
-			p = t.path + "/dependencies"
-		}
-		details = append(details, marathon.Detail{Path: p, Errors: []string{"dependency cycle: " + strings.Join(cycle.Path, " -> ")}})
-	}
-	if len(details) == 0 {
-		return nil
-	}
-	return &marathon.ValidationError{Details: details}
 }
 
 // prepareTargets renders the apps of a change and assigns their service
@@ -214,8 +214,11 @@ func (a *Agent) deployChange(ch *change, force, dryRun bool) (*deployment, error
 			return nil, err
 		}
 	}
-	if err := dependencyErrors(ch, missing, cycle); err != nil {
+	if err := dependencyErrors(ch, cycle); err != nil {
 		return nil, err
+	}
+	if !dryRun {
+		a.logMissingDependencies(ch, missing)
 	}
 	d := &deployment{ID: newUUID(), Plan: steps, CurrentStep: 1, Group: ch.group}
 	affected := d.affected()

@@ -113,8 +113,10 @@ func (a *Agent) updateChange(ch *change, tree *GroupNode, gid string, gu *marath
 	if gu.DependenciesGiven {
 		rec.Dependencies = nil
 		for _, d := range gu.Dependencies {
-			// A group's dependencies are relative to the group it is in.
-			rec.Dependencies = append(rec.Dependencies, marathon.ResolveID(d, parentGroup(gid)))
+			// A group's dependencies are relative to the group itself, as
+			// Marathon's group update resolves them: on group /p/s,
+			// "../db" is /p/db.
+			rec.Dependencies = append(rec.Dependencies, marathon.ResolveID(d, gid))
 		}
 	}
 	ch.groups[gid] = rec

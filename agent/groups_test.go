@@ -378,16 +378,14 @@ func errString(err error) string {
 	return err.Error()
 }
 
-// TestGroupRefusals: cycles, missing dependencies, a clash with an app, a
-// group id that is an app: refused with the path, nothing deployed.
+// TestGroupRefusals: cycles, a clash with an app, a group id that is an
+// app or inside one: refused with the path, nothing deployed.
 func TestGroupRefusals(t *testing.T) {
 	h := newHarness(t, testConfig())
 	h.create(appJSON(t, residentApp("/taken/app"), nil))
 	h.running("/taken/app", 1)
 	x, y := residentApp("x"), residentApp("y")
 	x["dependencies"], y["dependencies"] = []any{"y"}, []any{"/cyc/x"}
-	missing := residentApp("m")
-	missing["dependencies"] = []any{"/nowhere"}
 	for _, tc := range []struct {
 		id   string
 		body map[string]any
@@ -395,7 +393,7 @@ func TestGroupRefusals(t *testing.T) {
 		is   error
 	}{
 		{"/cyc", map[string]any{"apps": []any{x, y}}, []string{"/cyc/x", "/cyc/y", "cycle"}, nil},
-		{"/miss", map[string]any{"apps": []any{missing}}, []string{"/apps(0)/dependencies", "/nowhere"}, nil},
+		{"/taken/app/g", map[string]any{"apps": []any{residentApp("m")}}, []string{"/taken/app"}, agent.ErrConflict},
 		{"/taken", map[string]any{"apps": []any{residentApp("/taken/app")}}, []string{"/taken"}, agent.ErrConflict},
 		{"/taken/app", map[string]any{"apps": []any{}}, []string{"/taken/app"}, agent.ErrConflict},
 		{"/outside", map[string]any{"apps": []any{residentApp("/elsewhere/a")}}, []string{"/elsewhere/a"}, nil},

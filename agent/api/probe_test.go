@@ -83,3 +83,60 @@ func TestRemovedAppFreesServicePorts(t *testing.T) {
 		}
 	}
 }
+
+// TestGroupDependencyPaths: a group's relative dependencies are relative to
+// the group itself, and a dependency that names nothing is accepted, as
+// Marathon does; it is kept and orders nothing.
+func TestGroupDependencyPaths(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	tree := func(svcDeps []any, appDeps []any) map[string]any {
+		return map[string]any{"groups": []any{
+			map[string]any{"id": "db", "apps": []any{idleApp("pg")}},
+			map[string]any{"id": "svc", "dependencies": svcDeps, "apps": []any{with(idleApp("web"), "dependencies", appDeps)}},
+		}}
+	}
+	for _, tc := range []struct {
+		name             string
+		svcDeps, appDeps []any
+		wantGroupDeps    []any
+		wantAppDeps      []any
+	}{
+		{"parent-relative group dependency", []any{"../db"}, []any{}, []any{"/p/db"}, []any{}},
+		{"dotted group dependency", []any{"x/../../db"}, []any{}, []any{"/p/db"}, []any{}},
+		{"absolute group dependency", []any{"/p/db"}, []any{}, []any{"/p/db"}, []any{}},
+		{"app dependency relative to its group", []any{}, []any{"../db/pg"}, []any{}, []any{"/p/db/pg"}},
+		{"missing dependencies", []any{"/nowhere"}, []any{"ghost"}, []any{"/nowhere"}, []any{"/p/svc/ghost"}},
+	} {
+		r := e.do("PUT", "/v2/groups/p", tree(tc.svcDeps, tc.appDeps))
+		if r.Status != http.StatusOK {
+			t.Errorf("%s: %s", tc.name, r)
+			continue
+		}
+		e.noDeployments()
+		g := e.do("GET", "/v2/groups/p/svc", nil).obj(t)
+		if got := g["dependencies"]; !sameList(got, tc.wantGroupDeps) {
+			t.Errorf("%s: group dependencies %v, want %v", tc.name, got, tc.wantGroupDeps)
+		}
+		if got := e.app("/p/svc/web")["dependencies"]; !sameList(got, tc.wantAppDeps) {
+			t.Errorf("%s: app dependencies %v, want %v", tc.name, got, tc.wantAppDeps)
+		}
+	}
+	// A new app with a dependency on its neighbour group starts after it.
+	body := tree([]any{"../db"}, []any{})
+	body["groups"].([]any)[0].(map[string]any)["apps"] = []any{with(idleApp("pg2"), "instances", 1)}
+	body["groups"].([]any)[1].(map[string]any)["apps"] = []any{with(idleApp("web2"), "instances", 1)}
+	plan := e.do("PUT", "/v2/groups/p?dryRun=true", body).String()
+	if i, j := strings.Index(plan, "/p/db/pg2"), strings.Index(plan, "/p/svc/web2"); i < 0 || j < 0 || i > j {
+		t.Fatalf("the dependency does not order the plan: %s", plan)
+	}
+}
+
+// sameList compares a JSON list with a wanted one, a list left out (as
+// Marathon leaves out an empty one) being empty.
+func sameList(got any, want []any) bool {
+	if got == nil {
+		return len(want) == 0
+	}
+	return reflect.DeepEqual(got, want)
+}

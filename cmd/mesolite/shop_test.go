@@ -205,8 +205,8 @@ var deploymentLine = func(out string) string {
 // volume and going back to the first version brings the same data; a
 // change to one app restarts only that app; a deployment held by a
 // readiness check that never passes is cancelled, which rolls the group
-// back; group remove leaves nothing. Cycles, missing dependencies and id
-// clashes are refused with their paths, nothing deployed.
+// back; group remove leaves nothing. Cycles and id clashes are refused
+// with their paths, nothing deployed.
 func TestE2EShopStack(t *testing.T) {
 	dc := requireDocker(t)
 	requireImage(t, dc, pgImage, "postgres-image")
@@ -330,9 +330,9 @@ func TestE2EShopStack(t *testing.T) {
 	shopRefusals(t, p)
 }
 
-// shopRefusals: a cycle and a missing dependency are 422 naming them; a
-// group with an app's id and a group id that is an app are 409 naming
-// it; none of them deploys anything.
+// shopRefusals: a cycle is 422 naming it; a group with an app's id, a
+// group id that is an app and an app inside an app are 409 naming it;
+// none of them deploys anything.
 func shopRefusals(t *testing.T, p *agentProc) {
 	t.Helper()
 	app := func(id string, deps ...string) map[string]any {
@@ -355,7 +355,7 @@ func shopRefusals(t *testing.T, p *agentProc) {
 		names        []string
 	}{
 		{http.MethodPut, "/v2/groups/cyc", map[string]any{"apps": []any{app("a", "b"), app("b", "/cyc/a")}}, 422, []string{"/cyc/a", "/cyc/b"}},
-		{http.MethodPost, "/v2/groups", map[string]any{"id": "/m", "apps": []any{app("a", "/nowhere")}}, 422, []string{"/apps(0)/dependencies", "/nowhere"}},
+		{http.MethodPost, "/v2/apps", app("/x/app/a"), 409, []string{"/x/app"}},
 		{http.MethodPut, "/v2/groups/x", map[string]any{"groups": []any{map[string]any{"id": "app", "apps": []any{app("y")}}}}, 409, []string{"/x/app"}},
 		{http.MethodPut, "/v2/groups/x/app", map[string]any{"apps": []any{}}, 409, []string{"/x/app"}},
 	} {
