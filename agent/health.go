@@ -119,7 +119,7 @@ func checkAddr(ap *app, inst *instance, hc marathon.HealthCheck) (string, error)
 		if idx >= len(pms) {
 			return "", fmt.Errorf("port index %d: the app has %d port mappings", idx, len(pms))
 		}
-		port = pms[idx].ContainerPort
+		port = containerPort(spec, r, idx)
 	}
 	return net.JoinHostPort(t.IPAddress, strconv.Itoa(port)), nil
 }

@@ -186,9 +186,9 @@ func readinessAddr(ap *app, inst *instance, portName string) (string, error) {
 	if t.IPAddress == "" {
 		return "", errors.New("the container has no IP address on its network")
 	}
-	for _, pm := range spec.PortMappings() {
+	for i, pm := range spec.PortMappings() {
 		if pm.Name == portName {
-			return net.JoinHostPort(t.IPAddress, strconv.Itoa(pm.ContainerPort)), nil
+			return net.JoinHostPort(t.IPAddress, strconv.Itoa(containerPort(spec, inst.rec.Reservation, i))), nil
 		}
 	}
 	return "", fmt.Errorf("no port mapping is named %q", portName)

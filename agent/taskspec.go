@@ -150,8 +150,8 @@ func (a *Agent) portsAndEnv(ap *app, inst *instance, t *Task, sandboxPath string
 		}
 	} else {
 		j := 0
-		for _, pm := range spec.PortMappings() {
-			b := sandbox.PortBinding{ContainerPort: pm.ContainerPort, Protocol: pm.Protocol, HostIP: a.cfg.PublishAddress}
+		for i, pm := range spec.PortMappings() {
+			b := sandbox.PortBinding{ContainerPort: containerPort(spec, r, i), Protocol: pm.Protocol, HostIP: a.cfg.PublishAddress}
 			if pm.HostPort != nil && j < len(r.HostPorts) {
 				b.HostPort = r.HostPorts[j]
 				portEnv(j, b.HostPort, pm.Name, pm.ContainerPort)
@@ -173,6 +173,29 @@ func (a *Agent) portsAndEnv(ap *app, inst *instance, t *Task, sandboxPath string
 		env = append(env, k+"="+spec.Env[k].Value)
 	}
 	return binds, env
+}
+
+// containerPort is the container port of an app's port mapping i for an
+// instance: the mapping's, or, for containerPort 0, the host port the
+// instance was given for it, as Marathon assigns it (0 when it has none).
+func containerPort(spec *marathon.App, r *Reservation, i int) int {
+	pms := spec.PortMappings()
+	if i < 0 || i >= len(pms) {
+		return 0
+	}
+	if pms[i].ContainerPort != 0 || pms[i].HostPort == nil || r == nil {
+		return pms[i].ContainerPort
+	}
+	j := 0
+	for _, pm := range pms[:i] {
+		if pm.HostPort != nil {
+			j++
+		}
+	}
+	if j < len(r.HostPorts) {
+		return r.HostPorts[j]
+	}
+	return 0
 }
 
 // scalaDouble renders a number as Marathon (Scala) prints a Double: 1.0,

@@ -4,7 +4,10 @@ import (
 	"net/http"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
+
+	"github.com/mesolite/mesolite/sandbox"
 )
 
 // idleApp is a command app with no instances: its changes deploy at once.
@@ -139,4 +142,63 @@ func sameList(got any, want []any) bool {
 		return len(want) == 0
 	}
 	return reflect.DeepEqual(got, want)
+}
+
+// TestBridgeContainerPortZero: a bridge port mapping with containerPort 0
+// is accepted and kept as 0; the container listens on the host port the
+// instance gets, as Marathon assigns it.
+func TestBridgeContainerPortZero(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	var mu sync.Mutex
+	var ports [][]sandbox.PortBinding
+	e.rt.RunHook = func(spec *sandbox.TaskSpec) error {
+		mu.Lock()
+		defer mu.Unlock()
+		ports = append(ports, spec.Ports)
+		return nil
+	}
+	for n, tc := range []struct {
+		name     string
+		mappings []any
+		fixed    []int // container ports expected as given; 0: the host port
+	}{
+		{"one mapping", []any{map[string]any{"containerPort": 0, "hostPort": 0, "name": "http"}}, []int{0}},
+		{"mixed mappings", []any{
+			map[string]any{"containerPort": 8080, "hostPort": 0},
+			map[string]any{"containerPort": 0, "hostPort": 0},
+		}, []int{8080, 0}},
+	} {
+		id := "/bz" + string(rune('a'+n))
+		mu.Lock()
+		ports = nil
+		mu.Unlock()
+		app := with(webApp(id), "networks", []any{map[string]any{"mode": "container/bridge"}})
+		app["container"].(map[string]any)["portMappings"] = tc.mappings
+		e.createApp(app)
+		e.settled(id, 1)
+		got := e.app(id)["container"].(map[string]any)["portMappings"].([]any)
+		for i, pm := range got {
+			if want := tc.mappings[i].(map[string]any)["containerPort"].(int); num(pm.(map[string]any)["containerPort"]) != float64(want) {
+				t.Errorf("%s: GET shows containerPort %v, posted %v", tc.name, pm.(map[string]any)["containerPort"], want)
+			}
+		}
+		mu.Lock()
+		run := ports
+		mu.Unlock()
+		if len(run) != 1 || len(run[0]) != len(tc.fixed) {
+			t.Fatalf("%s: bindings %+v", tc.name, run)
+		}
+		for i, b := range run[0] {
+			want := tc.fixed[i]
+			if want == 0 {
+				want = b.HostPort
+			}
+			if b.HostPort == 0 || b.ContainerPort != want {
+				t.Errorf("%s: binding %d is %+v, want container port %d", tc.name, i, b, want)
+			}
+		}
+		expect(t, e.do("DELETE", "/v2/apps"+id, nil), http.StatusOK, "DELETE")
+		e.gone(id)
+	}
 }

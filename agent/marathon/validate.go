@@ -664,9 +664,8 @@ func (v *validator) ports(app *App) {
 				fixed[*pm.HostPort] = true
 			}
 		}
-		if pm.ContainerPort == 0 && app.NetworkMode() == NetworkBridge {
-			v.add(p+"/containerPort", "a bridge port mapping needs a containerPort")
-		}
+		// A bridge containerPort 0 is the host port the instance gets (its
+		// hostPort, null, is 0 in bridge mode), as Marathon assigns it.
 		checkProto(p, pm.Protocol)
 		checkName("/container/portMappings", p, pm.Name)
 	}

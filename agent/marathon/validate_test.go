@@ -171,7 +171,7 @@ func TestValidate(t *testing.T) {
 		{name: "port mapping protocol upper case", overlay: bridge(`{"containerPort":80,"protocol":"TCP"}`), path: "/container/portMappings(0)/protocol", msg: "must be one of tcp, udp, udp,tcp"},
 		{name: "duplicate fixed ports", overlay: `{"portDefinitions":[{"port":8080},{"port":8080}]}`, path: "/portDefinitions", msg: "Ports must be unique."},
 		{name: "port out of range", overlay: `{"portDefinitions":[{"port":70000}]}`, path: "/portDefinitions(0)/port", msg: "got 70000, expected 0 to 65535"},
-		{name: "bridge mapping without containerPort", overlay: bridge(`{"hostPort":0}`), path: "/container/portMappings(0)/containerPort", msg: "needs a containerPort"},
+		{name: "bridge mapping with containerPort 0", overlay: bridge(`{"hostPort":0},{"containerPort":0}`)},
 		{name: "duplicate fixed host ports", overlay: bridge(`{"containerPort":80,"hostPort":8080},{"containerPort":81,"hostPort":8080}`), path: "/container/portMappings(1)/hostPort", msg: "host port 8080 is used twice"},
 		{name: "negative host port", overlay: bridge(`{"containerPort":80,"hostPort":-1}`), path: "/container/portMappings(0)/hostPort", msg: "expected 0 to 65535"},
 		// The agent's host port range (issue 10): what it can never give
