@@ -545,10 +545,12 @@ func (v *validator) persistentVolume(vp string, vol Volume) {
 	default:
 		v.add(vp+"/persistent/type", "must be one of root, path, mount")
 	}
-	if p.MaxSize != nil {
+	// maxSize and constraints belong to path and mount volumes, refused
+	// above by their type: on a root volume they are an error of their own.
+	if p.MaxSize != nil && p.Type == "root" {
 		v.add(vp+"/persistent/maxSize", "maxSize is only meaningful for mount volumes, which mesolite does not support")
 	}
-	if len(p.Constraints) > 0 {
+	if len(p.Constraints) > 0 && p.Type == "root" {
 		v.add(vp+"/persistent", "Constraints on root volumes are not supported")
 	}
 	if p.ProfileName != "" {
