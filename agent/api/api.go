@@ -164,6 +164,13 @@ func (s *Server) authorized(r *http.Request) bool {
 }
 
 func (s *Server) route(w http.ResponseWriter, r *http.Request, p string) {
+	if r.Method == http.MethodHead && p != "/v2/events" {
+		// Every GET answers HEAD too, as Marathon's Jersey does: the
+		// GET's status and headers; net/http drops the body. (The event
+		// stream would never end.)
+		r = r.WithContext(r.Context())
+		r.Method = http.MethodGet
+	}
 	switch {
 	case p == "/ping":
 		if r.Method != "GET" && r.Method != "HEAD" {

@@ -202,3 +202,20 @@ func TestBridgeContainerPortZero(t *testing.T) {
 		e.gone(id)
 	}
 }
+
+// TestHeadAnswersAsGet: HEAD on a GET route has the GET's status and
+// headers and no body, as Marathon's Jersey answers it; HEAD where GET is
+// not allowed is still 405.
+func TestHeadAnswersAsGet(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.createApp(idleApp("/h/a"))
+	for _, path := range []string{"/ping", "/v2/apps", "/v2/apps/h/a", "/v2/apps/nope", "/v2/groups", "/v2/groups/h",
+		"/v2/tasks", "/v2/deployments", "/v2/queue", "/v2/info", "/v2/leader", "/v2/apps/h/a/versions", "/v2/nope", "/v2/tasks/delete"} {
+		get, head := e.do("GET", path, nil), e.do("HEAD", path, nil)
+		if head.Status != get.Status || len(head.Body) != 0 ||
+			head.Header.Get("Content-Type") != get.Header.Get("Content-Type") {
+			t.Errorf("HEAD %s: %d %q %q, GET: %d %q", path, head.Status, head.Header.Get("Content-Type"), head.Body, get.Status, get.Header.Get("Content-Type"))
+		}
+	}
+}
