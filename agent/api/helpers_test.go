@@ -329,6 +329,19 @@ func files(dir string) []string {
 	return out
 }
 
+// records lists the files under dir as files does, without the
+// temporary files of writes under way (the store's ".<name>.tmp-*").
+func records(dir string) []string {
+	var out []string
+	for _, f := range files(dir) {
+		if base := filepath.Base(f); strings.HasPrefix(base, ".") && strings.Contains(base, ".tmp-") {
+			continue
+		}
+		out = append(out, f)
+	}
+	return out
+}
+
 // entries lists the names in a directory.
 func entries(dir string) []string {
 	list, _ := os.ReadDir(dir)
