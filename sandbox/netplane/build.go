@@ -219,13 +219,26 @@ func (b *builder) vip(a App, i int, p Port, pv portVIP, proto string) {
 	b.status = append(b.status, st)
 }
 
+// inPort is the port task t listens on inside its container for port i
+// of a bridge app: the mapping's containerPort, or, for containerPort 0,
+// the host port the task was given, as Marathon assigns it (0: none).
+func inPort(i int, p Port, t Task) uint16 {
+	if p.ContainerPort != 0 {
+		return p.ContainerPort
+	}
+	if i < len(t.HostPorts) {
+		return t.HostPorts[i]
+	}
+	return 0
+}
+
 // backend is where task t serves port i of app a.
 func (b *builder) backend(a App, i int, p Port, t Task) (Backend, bool) {
-	if a.Bridge && p.ContainerPort != 0 {
+	if port := inPort(i, p, t); a.Bridge && port != 0 {
 		if !t.IP.Is4() {
 			return Backend{}, false
 		}
-		return Backend{t.IP, p.ContainerPort}, true
+		return Backend{t.IP, port}, true
 	}
 	if i >= len(t.HostPorts) || t.HostPorts[i] == 0 || !b.cfg.AgentAddr.Is4() {
 		return Backend{}, false
@@ -238,7 +251,7 @@ func (b *builder) backend(a App, i int, p Port, t Task) (Backend, bool) {
 // default), which containers cannot reach, while Mesos-DNS's SRV records
 // name the agent and the host port.
 func (b *builder) forward(a App, i int, p Port) {
-	if !a.Bridge || p.ContainerPort == 0 || !b.cfg.AgentAddr.Is4() {
+	if !a.Bridge || !b.cfg.AgentAddr.Is4() {
 		return
 	}
 	protos, err := Protocols(p.Protocol)
@@ -255,7 +268,7 @@ func (b *builder) forward(a App, i int, p Port) {
 				continue
 			}
 			b.forwards[k] = true
-			b.state.Forwards = append(b.state.Forwards, Forward{Addr: k.Addr, Port: k.Port, Protocol: proto, To: Backend{t.IP, p.ContainerPort}})
+			b.state.Forwards = append(b.state.Forwards, Forward{Addr: k.Addr, Port: k.Port, Protocol: proto, To: Backend{t.IP, inPort(i, p, t)}})
 		}
 	}
 }

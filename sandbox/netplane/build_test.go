@@ -121,6 +121,29 @@ func TestBuildBackends(t *testing.T) {
 	}
 }
 
+// TestBuildContainerPortZero: a bridge mapping with containerPort 0 has
+// the task listen on its host port (Marathon's rule), so the VIP and the
+// gateway forward go to that port of the container's address, never to
+// port 0 and never to the published port on the agent's address.
+func TestBuildContainerPortZero(t *testing.T) {
+	apps := []App{{
+		ID: "/zero", Bridge: true,
+		Ports: []Port{{Path: "/container/portMappings(0)", Protocol: "tcp", ContainerPort: 0, Labels: map[string]string{"VIP_0": "198.18.0.20:80"}}},
+		Tasks: []Task{{ID: "z.1", State: TaskServing, IP: ip("172.17.0.7"), HostPorts: []uint16{31020}}},
+	}}
+	s, _ := Build(apps, buildConfig(), nil)
+	if err := s.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	v, ok := vipOf(s, Key{ip("198.18.0.20"), 80, TCP})
+	if !ok || !slices.Equal(v.Backends, []Backend{{ip("172.17.0.7"), 31020}}) {
+		t.Errorf("VIP = %+v, %v: want the container's address on its host port", v, ok)
+	}
+	if len(s.Forwards) != 1 || s.Forwards[0].Key().String()+">"+s.Forwards[0].To.String() != "172.17.0.1:31020/tcp>172.17.0.7:31020" {
+		t.Errorf("forwards = %+v, want the gateway's host port to the container's", s.Forwards)
+	}
+}
+
 func namedAddr(t *testing.T, s State, name string) netip.Addr {
 	t.Helper()
 	for _, v := range s.VIPs {
