@@ -233,6 +233,12 @@ func classify(err error, what string) error {
 // task's labels, it is adopted (and started if needed) instead of failing.
 // The image is pulled when missing (or always with ForcePull); progress
 // receives one line now and then while a pull lasts.
+//
+// The create comes first, as `docker run` does it: the usual launch is a
+// create and a start and nothing more. Docker itself says when the name is
+// taken (a container a crash left behind, or another Run of the same task:
+// inspected and adopted if it is the task's) or the image is missing
+// (pulled, then created again).
 func (d *Runtime) Run(ctx context.Context, spec *sandbox.TaskSpec, progress func(string)) (sandbox.Container, error) {
 	if err := d.ready(ctx); err != nil {
 		return sandbox.Container{}, err
@@ -244,52 +250,54 @@ func (d *Runtime) Run(ctx context.Context, spec *sandbox.TaskSpec, progress func
 	cfg.Labels[sandbox.LabelWorkDir] = d.Layout.WorkDir
 	cfg.Labels[sandbox.LabelFrameworkID] = d.Layout.FrameworkID
 	name := spec.Name()
-	existing, err := d.Inspect(ctx, name)
-	switch {
-	case err == nil:
-		if existing.Labels[sandbox.LabelAgentID] != d.agentID || existing.Labels[sandbox.LabelTaskID] != spec.TaskID {
-			return sandbox.Container{}, fmt.Errorf("%w: %s exists and belongs to task %q of agent %q", sandbox.ErrConflict, name, existing.TaskID(), existing.Labels[sandbox.LabelAgentID])
+	if spec.ForcePull && !spec.HostRoot {
+		if err := d.ensureImage(ctx, spec.Image, true, progress); err != nil {
+			return sandbox.Container{}, err
 		}
-	case errors.Is(err, sandbox.ErrNotFound):
+	}
+	id, err := d.create(ctx, cfg, hc, nc, name)
+	if errors.Is(err, errNoImage) {
 		if spec.HostRoot {
 			err = d.ensureHostRootImage(ctx)
 		} else {
-			err = d.ensureImage(ctx, spec.Image, spec.ForcePull, progress)
+			err = d.ensureImage(ctx, spec.Image, false, progress)
 		}
 		if err != nil {
 			return sandbox.Container{}, err
 		}
-		cctx, cancel := context.WithTimeout(ctx, callTimeout)
-		_, err = d.api.ContainerCreate(cctx, cfg, hc, nc, nil, name)
-		cancel()
-		if err != nil && !cerrdefs.IsConflict(err) {
-			if cerrdefs.IsNotFound(err) {
-				return sandbox.Container{}, &sandbox.ImageError{Image: spec.Image, Err: err}
-			}
-			return sandbox.Container{}, classify(err, "create container "+name)
+		id, err = d.create(ctx, cfg, hc, nc, name)
+		if errors.Is(err, errNoImage) {
+			// Present a moment ago, gone now (removed by hand).
+			return sandbox.Container{}, &sandbox.ImageError{Image: spec.Image, Err: err}
 		}
-		if err == nil && d.fail != nil {
+	}
+	var existing sandbox.Container
+	switch {
+	case err == nil:
+		if d.fail != nil {
 			// Crash window: created, not started. Recovery finds the
 			// container in state "created" with its task STAGING and calls
-			// Run again, which starts it below.
+			// Run again, which adopts and starts it below.
 			d.fail("docker.create")
 		}
+		existing = sandbox.Container{ID: id, Name: name, Image: cfg.Image, Labels: cfg.Labels, State: "created"}
+	case errors.Is(err, sandbox.ErrConflict):
 		existing, err = d.Inspect(ctx, name)
 		if err != nil {
 			return sandbox.Container{}, err
 		}
 		if existing.Labels[sandbox.LabelAgentID] != d.agentID || existing.Labels[sandbox.LabelTaskID] != spec.TaskID {
-			return sandbox.Container{}, fmt.Errorf("%w: %s was created by someone else (task %q of agent %q)", sandbox.ErrConflict, name, existing.TaskID(), existing.Labels[sandbox.LabelAgentID])
+			return sandbox.Container{}, fmt.Errorf("%w: %s exists and belongs to task %q of agent %q", sandbox.ErrConflict, name, existing.TaskID(), existing.Labels[sandbox.LabelAgentID])
+		}
+		if existing.Running {
+			return existing, nil
+		}
+		if existing.State != "created" {
+			// It ran and stopped already: the caller sees it as finished.
+			return existing, nil
 		}
 	default:
 		return sandbox.Container{}, err
-	}
-	if existing.Running {
-		return existing, nil
-	}
-	if existing.State != "created" {
-		// It ran and stopped already: the caller sees it as finished.
-		return existing, nil
 	}
 	// Attached before it starts, so its output is copied from the first
 	// byte (see CopyLogs).
@@ -304,6 +312,26 @@ func (d *Runtime) Run(ctx context.Context, spec *sandbox.TaskSpec, progress func
 		return existing, classify(err, "start container "+name)
 	}
 	return d.Inspect(ctx, existing.ID)
+}
+
+// errNoImage is a create refused because the image is not there.
+var errNoImage = errors.New("no such image")
+
+// create asks Docker for the container. Errors: sandbox.ErrConflict when
+// the name is taken, errNoImage when the image is missing.
+func (d *Runtime) create(ctx context.Context, cfg *container.Config, hc *container.HostConfig, nc *network.NetworkingConfig, name string) (string, error) {
+	cctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	r, err := d.api.ContainerCreate(cctx, cfg, hc, nc, nil, name)
+	switch {
+	case err == nil:
+		return r.ID, nil
+	case cerrdefs.IsConflict(err):
+		return "", fmt.Errorf("create container %s: %w: %v", name, sandbox.ErrConflict, err)
+	case cerrdefs.IsNotFound(err) && strings.Contains(strings.ToLower(err.Error()), "image"):
+		return "", fmt.Errorf("create container %s: %w: %v", name, errNoImage, err)
+	}
+	return "", classify(err, "create container "+name)
 }
 
 // config is Docker's create request for spec; a command task's user is

@@ -316,15 +316,10 @@ func TestRunAdoptsOnCreateConflict(t *testing.T) {
 		t.Run(state, func(t *testing.T) {
 			d, f := newFake(t)
 			spec := baseSpec()
-			first := true
 			f.imageInspect = imagePresent
-			// Another Run of the same task won the race: our inspect saw
-			// nothing, our create conflicts, the container is the task's.
+			// A crash, or another Run of the same task, left the container:
+			// our create conflicts, the container is the task's.
 			f.inspect = func(id string) (container.InspectResponse, error) {
-				if first {
-					first = false
-					return container.InspectResponse{}, notFound("container: " + id)
-				}
 				st := state
 				if f.called("start") > 0 {
 					st = "running"
@@ -356,26 +351,18 @@ func TestRunAdoptsOnCreateConflict(t *testing.T) {
 func TestRunConflicts(t *testing.T) {
 	spec := baseSpec()
 	tests := []struct {
-		name        string
-		firstExists bool // the first inspect finds the container
-		labels      map[string]string
+		name   string
+		labels map[string]string
 	}{
-		{"create conflict, another task", false, labelsOf(testAgentID, "other._app.1")},
-		{"create conflict, another agent", false, labelsOf("other-agent", spec.TaskID)},
-		{"create conflict, unlabelled", false, nil},
-		{"existing, another task", true, labelsOf(testAgentID, "other._app.1")},
-		{"existing, another agent", true, labelsOf("other-agent", spec.TaskID)},
+		{"another task", labelsOf(testAgentID, "other._app.1")},
+		{"another agent", labelsOf("other-agent", spec.TaskID)},
+		{"unlabelled", nil},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			d, f := newFake(t)
-			first := true
 			f.imageInspect = imagePresent
 			f.inspect = func(id string) (container.InspectResponse, error) {
-				if first && !tc.firstExists {
-					first = false
-					return container.InspectResponse{}, notFound("container: " + id)
-				}
 				return inspectOf("theirs", "running", tc.labels), nil
 			}
 			f.create = func(*container.Config, *container.HostConfig, string) (container.CreateResponse, error) {
@@ -388,11 +375,8 @@ func TestRunConflicts(t *testing.T) {
 			if !strings.Contains(err.Error(), spec.Name()) {
 				t.Errorf("error %q does not name the container", err)
 			}
-			if f.called("start") != 0 || f.called("remove") != 0 || f.called("stop") != 0 {
+			if f.called("start") != 0 || f.called("remove") != 0 || f.called("stop") != 0 || f.called("create") != 1 {
 				t.Errorf("touched someone else's container: %q", f.calls)
-			}
-			if tc.firstExists && f.called("create") != 0 {
-				t.Errorf("created although the name is taken: %q", f.calls)
 			}
 		})
 	}
@@ -414,8 +398,8 @@ func TestRunImageUnavailable(t *testing.T) {
 			d, f := newFake(t)
 			spec := baseSpec()
 			spec.Image = ref
-			f.inspect = func(id string) (container.InspectResponse, error) {
-				return container.InspectResponse{}, notFound("container: " + id)
+			f.create = func(*container.Config, *container.HostConfig, string) (container.CreateResponse, error) {
+				return container.CreateResponse{}, notFound("image: " + ref)
 			}
 			f.imageInspect = func(string) (image.InspectResponse, error) {
 				return image.InspectResponse{}, notFound("image: " + ref)
@@ -435,8 +419,8 @@ func TestRunImageUnavailable(t *testing.T) {
 			if errors.Is(err, sandbox.ErrNotFound) || errors.Is(err, sandbox.ErrUnavailable) {
 				t.Errorf("an image error reads as another class: %v", err)
 			}
-			if f.called("create") != 0 {
-				t.Errorf("created a container without its image")
+			if f.called("create") != 1 || f.called("start") != 0 {
+				t.Errorf("calls %q: want one create (refused for the image), no start", f.calls)
 			}
 		})
 	}
@@ -445,11 +429,8 @@ func TestRunImageUnavailable(t *testing.T) {
 func TestRunPullsMissingImage(t *testing.T) {
 	d, f := newFake(t)
 	spec := baseSpec()
-	created := false
+	pulled := false
 	f.inspect = func(id string) (container.InspectResponse, error) {
-		if !created {
-			return container.InspectResponse{}, notFound("container: " + id)
-		}
 		return inspectOf("abc", "running", labelsOf(testAgentID, spec.TaskID)), nil
 	}
 	f.imageInspect = func(string) (image.InspectResponse, error) { return image.InspectResponse{}, notFound("image") }
@@ -459,15 +440,19 @@ func TestRunPullsMissingImage(t *testing.T) {
 				`{"status":"Download complete","id":"l1"}` + "\n")), nil
 	}
 	f.create = func(*container.Config, *container.HostConfig, string) (container.CreateResponse, error) {
-		created = true
+		if f.called("pull") == 0 {
+			return container.CreateResponse{}, notFound("image: " + spec.Image)
+		}
+		pulled = true
 		return container.CreateResponse{ID: "abc"}, nil
 	}
+	f.start = func(string) error { return nil }
 	var lines []string
 	if _, err := d.Run(context.Background(), spec, func(s string) { lines = append(lines, s) }); err != nil {
 		t.Fatalf("run: %v", err)
 	}
-	if f.called("pull") != 1 || len(lines) == 0 || !strings.Contains(lines[0], spec.Image) {
-		t.Errorf("pull calls %d, progress %q", f.called("pull"), lines)
+	if f.called("pull") != 1 || !pulled || f.called("create") != 2 || len(lines) == 0 || !strings.Contains(lines[0], spec.Image) {
+		t.Errorf("calls %q, progress %q: want create refused, pull, create", f.calls, lines)
 	}
 }
 
@@ -492,6 +477,9 @@ func TestDaemonUnavailable(t *testing.T) {
 	d, f := newFake(t)
 	f.inspect = func(string) (container.InspectResponse, error) { return container.InspectResponse{}, down }
 	f.imageInspect = func(string) (image.InspectResponse, error) { return image.InspectResponse{}, down }
+	f.create = func(*container.Config, *container.HostConfig, string) (container.CreateResponse, error) {
+		return container.CreateResponse{}, down
+	}
 	f.list = func(container.ListOptions) ([]container.Summary, error) { return nil, down }
 	f.stop = func(string, container.StopOptions) error { return down }
 	f.remove = func(string, container.RemoveOptions) error { return down }
@@ -528,10 +516,11 @@ func TestDaemonUnavailable(t *testing.T) {
 		t.Errorf("calls without a daemon: %q, want only version checks", f.calls)
 	}
 
-	// The image check fails the same way when it is the first to notice.
+	// The image check fails the same way when it is the first to notice
+	// (after a create refused for the image).
 	d, f = newFake(t)
-	f.inspect = func(id string) (container.InspectResponse, error) {
-		return container.InspectResponse{}, notFound("container: " + id)
+	f.create = func(*container.Config, *container.HostConfig, string) (container.CreateResponse, error) {
+		return container.CreateResponse{}, notFound("image: mesolite/testapp:latest")
 	}
 	f.imageInspect = func(string) (image.InspectResponse, error) { return image.InspectResponse{}, down }
 	_, err = d.Run(ctx, baseSpec(), nil)
