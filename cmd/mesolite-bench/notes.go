@@ -29,9 +29,9 @@ func addNotes(r *Report) {
 	if v, ok := val("launch.accept"); ok {
 		w(", answered in %s ms", fmtNum(v))
 	}
-	w("; then the launch, which talks to Docker a few more times than `docker run` (an inspect by name first, so a container a crash left behind is adopted rather than duplicated; an image inspect to decide on a pull; an inspect after create and one after start, for the labels, the address and the start time), each 0.4–1 ms on this daemon against its ≈500 ms create and start; two more records (the task STAGING before the container is made, RUNNING after). ")
+	w("; then the launch: a create and a start as `docker run` does them (a container a crash left behind, or a missing image, is what the create's refusal says, and only then inspected or pulled), plus an attach for the task's output between the two and an inspect after start for the address and the start time, each 0.4–1 ms on this daemon; two more records (the task STAGING before the container is made, RUNNING after). ")
 	if missed("launch.ratio") {
-		w("**Missed**: on a quiet machine the overhead above is ≈15–20 ms, within the 10%%; a miss comes from the noise of the shared machine (see the spread of the paired ratios). Closing it for good: create first and inspect only on a name conflict, and skip the image inspect unless create reports the image missing (two Docker calls fewer); write the task's STAGING record together with the instance's volumes record (one fsync fewer).")
+		w("**Missed**: on a quiet machine the overhead above is ≈15–20 ms, within the 10%%; a miss comes from the noise of the shared machine (see the spread of the paired ratios). Closing it for good: write the task's STAGING record together with the instance's volumes record (one durable write fewer), and take the start time from the start event instead of an inspect.")
 	}
 	sectionNotes["launch"] = b.String()
 	b.Reset()
@@ -116,7 +116,7 @@ func addNotes(r *Report) {
 	b.Reset()
 
 	// 8a. Command apps
-	w("The container is the same on both sides; what mesolite adds is its own work before Docker is reached and around it: the app, version and deployment records, the reservation and the task's STAGING record (each a durable write, an fsync of the file and of its directory, ≈1 ms here), then the attach for the task's output between create and start, and an inspect after start for the start time. In an agent log taken while writing this, the POST's records took ≈7 ms before the launch began, and the launch itself (create, attach, start, inspect) took 106 ms, what Docker's create and start take alone. Against a launch of ≈100 ms, twice as fast as an image's container with a bridge port, those fixed milliseconds are ≈10%%. ")
+	w("The container is the same on both sides; what mesolite adds is its own work before Docker is reached and around it: the app, version and deployment records, the reservation and the task's STAGING record (each a durable write, an fsync of the file and of its directory, ≈1 ms here), then the attach for the task's output between create and start, and an inspect after start for the start time. In an agent log taken while writing this, the POST's records took ≈7 ms before the launch began, and the launch itself took 106 ms, what Docker's create and start take alone (it then also inspected by name and the image before the create, and the container after it: three calls since dropped). Against a launch of ≈100 ms, twice as fast as an image's container with a bridge port, those fixed milliseconds are ≈10%%. ")
 	if missed("command.launch.ratio") {
 		w("**Missed**: ")
 		if f := r.fig("command.launch.ratio"); f != nil && f.Dist != nil && len(f.Dist.Values) > 0 {
@@ -128,7 +128,7 @@ func addNotes(r *Report) {
 			}
 			w("%d of the %d paired runs were faster than Docker's and the paired ratios spread from %s to %s; ", under, len(f.Dist.Values), fmtNum(f.Dist.Min), fmtNum(f.Dist.Max))
 		}
-		w("the fixed cost above is most of the median's gap. What would close it: write the reservation and the task's STAGING record as one record (one fsync of two fewer), and skip the inspect by name before create (create fails with a conflict if a container a crash left behind has the name, and only then inspect and adopt it).")
+		w("the fixed cost above is most of the median's gap. What would close it: write the reservation and the task's STAGING record as one record (one durable write fewer), and take the start time from Docker's start event instead of an inspect.")
 	}
 	sectionNotes["command apps"] = b.String()
 	b.Reset()
