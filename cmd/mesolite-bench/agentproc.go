@@ -71,6 +71,35 @@ func newAgentProc(root, bin, name string, portMin, portMax int) (*agentProc, err
 	}, nil
 }
 
+// publishPort is a free host port for a Docker baseline container to
+// publish, in 29000-29999: below the ephemeral range, from which Docker
+// picks the ports it publishes on its own ("127.0.0.1::8080": the check
+// helper's, Compose's) and the kernel its clients' ports, and outside the
+// agents' range (31000-31999). A port freePort gives may be taken by one
+// of those while the baseline container is stopped, and its start then
+// fails with "port is already allocated" (seen in a full run).
+func publishPort() (int, error) {
+	publishMu.Lock()
+	defer publishMu.Unlock()
+	const low, n = 29000, 1000
+	for range n {
+		publishNext++
+		p := low + publishNext%n
+		l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
+		if err != nil {
+			continue
+		}
+		_ = l.Close()
+		return p, nil
+	}
+	return 0, fmt.Errorf("no free port in %d-%d", low, low+n-1)
+}
+
+var (
+	publishMu   sync.Mutex
+	publishNext int
+)
+
 func freePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

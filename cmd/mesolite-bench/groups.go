@@ -233,7 +233,7 @@ func (b *bench) groupDocker(round int) ([4]float64, error) {
 	}()
 	ports := make([]int, groupSize)
 	for i := range ports {
-		p, err := freePort()
+		p, err := publishPort()
 		if err != nil {
 			return f, err
 		}

@@ -98,7 +98,7 @@ func (b *bench) launch(p *agentProc, es *eventStream) error {
 			return b.removeApp(p, es, id)
 		}
 		runDocker := func() error {
-			port, err := freePort()
+			port, err := publishPort()
 			if err != nil {
 				return err
 			}
@@ -182,7 +182,7 @@ func (b *bench) stopStart(p *agentProc, es *eventStream) error {
 		return err
 	}
 	inst := instanceOf(ev.str("taskId"))
-	port, err := freePort()
+	port, err := publishPort()
 	if err != nil {
 		return err
 	}
