@@ -77,7 +77,7 @@ func TestStopReachesTheTree(t *testing.T) {
 	dir := t.TempDir()
 	cmd := initCmd(t, "-w", dir, "--", "/bin/sh", "-c", `
 		trap 'echo top >> terms; exit 0' TERM
-		sh -c 'trap "sleep 0.3; echo child >> terms; exit 0" TERM; sleep 100 & wait' &
+		sh -c 'trap "sleep 0.3; echo child >> terms; exit 0" TERM; echo started > child-ready; sleep 100 & wait' &
 		echo started > ready
 		wait`)
 	if err := cmd.Start(); err != nil {
@@ -85,9 +85,13 @@ func TestStopReachesTheTree(t *testing.T) {
 	}
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
+	// Both shells' traps are set before the signal: each says so itself
+	// (the child starts in the background, after the top one goes on).
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		if b, _ := os.ReadFile(filepath.Join(dir, "ready")); len(b) > 0 {
+		top, _ := os.ReadFile(filepath.Join(dir, "ready"))
+		child, _ := os.ReadFile(filepath.Join(dir, "child-ready"))
+		if len(top) > 0 && len(child) > 0 {
 			break
 		}
 		if time.Now().After(deadline) {
