@@ -46,7 +46,9 @@ func checkTraffic(t *testing.T, host string) {
 func TestMain(m *testing.M) {
 	http.DefaultClient.Transport = hostChecked{}
 	clientTransport = hostChecked{}
+	before := helperContainers()
 	code := m.Run()
+	removeLeftHelpers(before)
 	conformance.Default().Finish("cmd/mesolite")
 	netplanetest.RemoveClientImage()
 	os.Exit(code)
