@@ -253,12 +253,41 @@ func netApps(s *Snapshot) []netplane.App {
 					break
 				}
 			}
-			for _, p := range t.Ports {
-				nt.HostPorts = append(nt.HostPorts, uint16(max(0, min(p, 65535))))
-			}
+			nt.HostPorts = alignedHostPorts(spec, t.Ports)
 			na.Tasks = append(na.Tasks, nt)
 		}
 		out = append(out, na)
+	}
+	return out
+}
+
+// alignedHostPorts lines a task's host ports up with the app's labelled
+// ports (LabelledPorts), index for index: with host networking every port
+// definition has one; otherwise only the port mappings with a hostPort do
+// (in bridge mode all: it defaults to 0 there), and the others, on a
+// container network, get 0 (none).
+func alignedHostPorts(spec *marathon.App, ports []int) []uint16 {
+	port := func(j int) uint16 {
+		if j < len(ports) {
+			return uint16(max(0, min(ports[j], 65535)))
+		}
+		return 0
+	}
+	if spec.NetworkMode() == marathon.NetworkHost {
+		out := make([]uint16, len(ports))
+		for j := range ports {
+			out[j] = port(j)
+		}
+		return out
+	}
+	pms := spec.PortMappings()
+	out := make([]uint16, len(pms))
+	j := 0
+	for i, pm := range pms {
+		if pm.HostPort != nil {
+			out[i] = port(j)
+			j++
+		}
 	}
 	return out
 }
